@@ -1,0 +1,5 @@
+pub mod quickstart;
+pub mod simulate;
+pub mod corpus;
+pub mod inspect;
+pub mod env;

@@ -1,0 +1,33 @@
+//! `txfm quickstart`: the whole pipeline on the embedded simulated default.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use txfm::quickstart::{run as run_quickstart, QuickstartConfig};
+
+/// Run the whole pipeline on a simulated Perturb-seq screen and write a report.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Output folder.
+    #[arg(long, default_value = "quickstart-out")]
+    out: PathBuf,
+    /// Simulation preset: tiny, quickstart or large.
+    #[arg(long, default_value = "quickstart")]
+    preset: String,
+    /// Random seed of the simulation.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let mut cfg = QuickstartConfig::new(&a.out);
+    cfg.sim = txfm::simulate::SimConfig::preset(&a.preset)?;
+    if let Some(s) = a.seed {
+        cfg.sim.seed = s;
+    }
+    cfg.progress = std::io::stderr().is_terminal();
+    let out = run_quickstart(&cfg)?;
+    println!("{}", std::fs::read_to_string(&out.report)?);
+    println!("report: {}", out.report.display());
+    Ok(())
+}

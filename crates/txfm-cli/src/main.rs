@@ -1,0 +1,39 @@
+//! `txfm`: the command-line tool. Each subcommand lives in `cmd/` and maps its flags onto the
+//! library's configs; errors print with their whole cause chain.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// TxFM: a masked-autoencoder transcriptomic foundation model (pretrain, embed, benchmark).
+#[derive(Parser)]
+#[command(name = "txfm", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Quickstart(cmd::quickstart::Args),
+    Simulate(cmd::simulate::Args),
+    #[command(subcommand)]
+    Corpus(cmd::corpus::Command),
+    Inspect(cmd::inspect::Args),
+    Env(cmd::env::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Quickstart(a) => cmd::quickstart::run(a),
+        Command::Simulate(a) => cmd::simulate::run(a),
+        Command::Corpus(c) => cmd::corpus::run(c),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Env(a) => cmd::env::run(a),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}

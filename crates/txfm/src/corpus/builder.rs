@@ -1,0 +1,554 @@
+//! `txfm corpus build`: one streaming pass over every dataset.
+//!
+//! Per dataset, a reader thread decodes row chunks, harmonises genes and applies the sample
+//! filters while the calling thread encodes Parquet, so both cores work. Memory holds a few chunks
+//! plus O(n_obs) metadata, never a whole matrix. The vocabulary filter needs counts over all kept
+//! samples, so rows keep every harmonised gene and the filter is written into `genes.parquet`
+//! (see `schema`). Output goes to a temporary folder renamed into place at the end.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::{ArrayRef, BooleanArray, Float32Array, Float64Array, Int64Array, ListArray, RecordBatch,
+    StringArray, UInt16Array, UInt32Array, UInt64Array};
+use arrow_buffer::{OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use rand::SeedableRng;
+
+use super::manifest::{DatasetSpec, Manifest};
+use super::schema::{self, ROW_GROUP_ROWS};
+use super::summary::{CorpusSummary, DatasetSummary, ShardSummary};
+use crate::data::counts_check::CountsCheck;
+use crate::data::genes::{harmonise, GeneTable};
+use crate::data::{open_source, ExpressionSource};
+use crate::{Error, Result};
+
+/// Rows decoded per read: large enough to amortise HDF5 calls, small enough to bound memory.
+const CHUNK_ROWS: usize = 4096;
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Replace an existing output folder (only once the new corpus is complete).
+    pub overwrite: bool,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// Builds the corpus described by `manifest` into `out`, returning its summary.
+pub fn build_corpus(manifest: &Manifest, out: &Path, opts: &BuildOptions) -> Result<CorpusSummary> {
+    manifest.validate("manifest")?;
+    if out.exists() && !opts.overwrite {
+        return Err(Error::format(out, "output folder exists; choose another or pass --overwrite"));
+    }
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.partial-", out.file_name().and_then(|n| n.to_str()).unwrap_or("corpus")))
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(parent, e))?;
+    let summary = build_into(manifest, tmp.path(), opts)?;
+    if out.exists() {
+        let old = parent.join(format!(".{}.old-{}", out.file_name().and_then(|n| n.to_str()).unwrap_or("corpus"), std::process::id()));
+        std::fs::rename(out, &old).map_err(|e| Error::io(out, e))?;
+        std::fs::rename(tmp.keep(), out).map_err(|e| Error::io(out, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    } else {
+        std::fs::rename(tmp.keep(), out).map_err(|e| Error::io(out, e))?;
+    }
+    Ok(summary)
+}
+
+/// A decoded chunk of kept samples, genes already in union ids.
+struct Prepared {
+    obs_index: Vec<u64>,
+    library_size: Vec<f64>,
+    indptr: Vec<u64>,
+    genes: Vec<u32>,
+    counts: Vec<f32>,
+}
+
+fn build_into(manifest: &Manifest, dir: &Path, opts: &BuildOptions) -> Result<CorpusSummary> {
+    let shard_dir = dir.join(schema::SHARD_DIR);
+    std::fs::create_dir_all(&shard_dir).map_err(|e| Error::io(&shard_dir, e))?;
+    let obs_columns = union_obs_columns(manifest);
+    let mut shards = ShardWriter::new(shard_dir, manifest.shard_rows);
+    let mut obs = ObsWriter::create(&dir.join(schema::OBS_FILE), &obs_columns)?;
+    let mut union = GeneUnion::default();
+    let mut datasets = Vec::new();
+    let mut dataset_genes: Vec<Vec<u32>> = Vec::new();
+    let mut next_sample = 0u64;
+
+    for (id, spec) in manifest.datasets.iter().enumerate() {
+        let mut src = open_source(&spec.path, &spec.source_options())?;
+        let mapping = harmonise(src.var_names(), spec.gene_ids, GeneTable::human());
+        let local_to_union: Vec<u32> =
+            mapping.ids.iter().zip(&mapping.symbols).map(|(g, s)| union.intern(g, s)).collect();
+        let selected = select_rows(spec, src.as_ref(), manifest.seed)?;
+        let n_after_obs_filter = selected.n_after_obs_filter;
+        let rows = selected.rows;
+        let obs_cols: Vec<_> = obs_columns
+            .iter()
+            .map(|c| if spec.obs_columns.contains(c) { src.obs().column(c).cloned() } else { None })
+            .collect();
+        let obs_names = src.obs().names.clone();
+        let bar = progress_bar(opts.progress, rows.len() as u64, &spec.name);
+
+        let min_genes = manifest.filters.min_genes_per_cell;
+        let check_counts = !spec.allow_non_counts;
+        let (tx, rx) = sync_channel::<Result<Prepared>>(2);
+        let (kept, failed_qc) = std::thread::scope(|scope| -> Result<(usize, usize)> {
+            let reader = scope.spawn(|| {
+                let mut check = CountsCheck::new();
+                let mut failed = 0usize;
+                for run in chunk_runs(&rows, CHUNK_ROWS) {
+                    let prepared = src
+                        .read_rows(run.start_row, run.end_row)
+                        .map(|chunk| {
+                            if check_counts {
+                                check.observe(&chunk);
+                            }
+                            let local = mapping.remap(&chunk);
+                            prepare(&local, &rows[run.rows.clone()], run.start_row, &local_to_union, min_genes, &mut failed)
+                        });
+                    let stop = prepared.is_err();
+                    if tx.send(prepared).is_err() || stop {
+                        break;
+                    }
+                }
+                drop(tx);
+                let verdict = if check_counts { check.into_result(src.path(), src.matrix_name()) } else { Ok(()) };
+                verdict.map(|()| failed)
+            });
+            let kept = consume(rx, id as u16, &mut next_sample, &mut shards, &mut obs, &obs_names, &obs_cols, &mut union, &spec.name, &bar)?;
+            let failed = reader.join().expect("corpus reader thread panicked")?;
+            Ok((kept, failed))
+        })?;
+        bar.finish_and_clear();
+
+        let mut genes: Vec<u32> = local_to_union.clone();
+        genes.sort_unstable();
+        genes.dedup();
+        datasets.push(DatasetSummary {
+            id: id as u16,
+            name: spec.name.clone(),
+            path: spec.path.clone(),
+            mode: spec.mode,
+            gene_ids: spec.gene_ids,
+            matrix: src.matrix_name().to_string(),
+            n_obs_input: src.n_obs(),
+            n_vars_input: src.n_vars(),
+            n_after_obs_filter,
+            n_after_cap: rows.len(),
+            n_failed_qc: failed_qc,
+            n_samples: kept,
+            n_genes_harmonised: genes.len(),
+            n_genes_profiled: 0,
+            mapping: mapping.report.clone(),
+        });
+        dataset_genes.push(genes);
+    }
+    let shard_summaries = shards.finish()?;
+    obs.finish()?;
+
+    // Vocabulary: union genes seen in enough kept samples, in first-seen order.
+    let min_cells = manifest.filters.min_cells_per_gene;
+    let mut vocab_index = vec![-1i64; union.ids.len()];
+    let mut n_vars = 0usize;
+    for (g, &m) in union.n_cells.iter().enumerate() {
+        if m >= min_cells {
+            vocab_index[g] = n_vars as i64;
+            n_vars += 1;
+        }
+    }
+    let mut prof_ds = Vec::new();
+    let mut prof_gene = Vec::new();
+    for (d, genes) in dataset_genes.iter().enumerate() {
+        let before = prof_gene.len();
+        for &g in genes {
+            if vocab_index[g as usize] >= 0 {
+                prof_ds.push(d as u16);
+                prof_gene.push(vocab_index[g as usize] as u32);
+            }
+        }
+        datasets[d].n_genes_profiled = prof_gene.len() - before;
+    }
+    write_genes(&dir.join(schema::GENES_FILE), &union, &vocab_index)?;
+    write_batch(
+        &dir.join(schema::PROFILED_FILE),
+        schema::profiled_schema(),
+        vec![Arc::new(UInt16Array::from(prof_ds)), Arc::new(UInt32Array::from(prof_gene))],
+    )?;
+
+    let summary = CorpusSummary {
+        format_version: schema::FORMAT_VERSION,
+        txfm_version: env!("CARGO_PKG_VERSION").to_string(),
+        filters: manifest.filters,
+        n_samples: next_sample,
+        n_genes_seen: union.ids.len(),
+        n_vars,
+        obs_columns,
+        datasets,
+        shards: shard_summaries,
+    };
+    let path = dir.join(schema::SUMMARY_FILE);
+    let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
+    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    Ok(summary)
+}
+
+/// Receives prepared chunks and writes shards and obs rows; returns samples kept.
+#[allow(clippy::too_many_arguments)]
+fn consume(
+    rx: Receiver<Result<Prepared>>,
+    dataset: u16,
+    next_sample: &mut u64,
+    shards: &mut ShardWriter,
+    obs: &mut ObsWriter,
+    obs_names: &[String],
+    obs_cols: &[Option<crate::data::ObsColumn>],
+    union: &mut GeneUnion,
+    dataset_name: &str,
+    bar: &indicatif::ProgressBar,
+) -> Result<usize> {
+    let mut kept = 0;
+    for p in rx {
+        let p = p?;
+        let n = p.obs_index.len();
+        for &g in &p.genes {
+            union.n_cells[g as usize] += 1;
+        }
+        let samples: Vec<u64> = (*next_sample..*next_sample + n as u64).collect();
+        shards.write(&samples, dataset, &p)?;
+        obs.write(&samples, dataset_name, &p.obs_index, obs_names, obs_cols)?;
+        *next_sample += n as u64;
+        kept += n;
+        bar.inc(p.indptr.len() as u64 - 1);
+    }
+    Ok(kept)
+}
+
+/// Keeps the selected rows of `local` that pass the QC filter, with genes as union ids.
+fn prepare(
+    local: &crate::data::CsrChunk,
+    selected: &[usize],
+    start_row: usize,
+    local_to_union: &[u32],
+    min_genes: u32,
+    failed: &mut usize,
+) -> Prepared {
+    let mut p = Prepared { obs_index: Vec::new(), library_size: Vec::new(), indptr: vec![0], genes: Vec::new(), counts: Vec::new() };
+    let monotone = local_to_union.windows(2).all(|w| w[0] < w[1]);
+    let mut pairs: Vec<(u32, f32)> = Vec::new();
+    for &r in selected {
+        let (idx, val) = local.row(r - start_row);
+        if (idx.len() as u32) < min_genes {
+            *failed += 1;
+            continue;
+        }
+        pairs.clear();
+        pairs.extend(idx.iter().map(|&j| local_to_union[j as usize]).zip(val.iter().copied()));
+        if !monotone {
+            pairs.sort_unstable_by_key(|&(g, _)| g);
+        }
+        p.genes.extend(pairs.iter().map(|&(g, _)| g));
+        p.counts.extend(pairs.iter().map(|&(_, v)| v));
+        p.library_size.push(val.iter().map(|&v| v as f64).sum());
+        p.obs_index.push(r as u64);
+        p.indptr.push(p.genes.len() as u64);
+    }
+    p
+}
+
+/// A contiguous input row range to read and the slice of selected rows inside it.
+struct Run {
+    start_row: usize,
+    end_row: usize,
+    rows: std::ops::Range<usize>,
+}
+
+/// Groups sorted selected rows into reads of at most `chunk` input rows, skipping gaps.
+fn chunk_runs(rows: &[usize], chunk: usize) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let start_row = rows[i];
+        let mut j = i;
+        while j < rows.len() && rows[j] < start_row + chunk {
+            j += 1;
+        }
+        runs.push(Run { start_row, end_row: rows[j - 1] + 1, rows: i..j });
+        i = j;
+    }
+    runs
+}
+
+struct Selection {
+    n_after_obs_filter: usize,
+    rows: Vec<usize>,
+}
+
+/// Rows passing the dataset's obs filters, then a seeded random subset of at most `max_samples`.
+fn select_rows(spec: &DatasetSpec, src: &dyn ExpressionSource, seed: u64) -> Result<Selection> {
+    let obs = src.obs();
+    let missing = |c: &str| {
+        Error::config(
+            format!("dataset '{}' ({})", spec.name, spec.path.display()),
+            format!("obs column '{c}'"),
+            format!("not in the file; available: {}", obs.keys().join(", ")),
+        )
+    };
+    for c in &spec.obs_columns {
+        obs.column(c).ok_or_else(|| missing(c))?;
+    }
+    let mut rows: Vec<usize> = (0..src.n_obs()).collect();
+    for f in &spec.obs_filter {
+        let col = obs.column(&f.column).ok_or_else(|| missing(&f.column))?;
+        rows.retain(|&i| {
+            let hit = col.get_str(i).is_some_and(|v| f.values.contains(&v));
+            hit != f.exclude
+        });
+    }
+    let n_after_obs_filter = rows.len();
+    if let Some(cap) = spec.max_samples.filter(|&c| c < rows.len()) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ hash_name(&spec.name));
+        let mut pick: Vec<usize> = rand::seq::index::sample(&mut rng, rows.len(), cap).into_iter().map(|k| rows[k]).collect();
+        pick.sort_unstable();
+        rows = pick;
+    }
+    Ok(Selection { n_after_obs_filter, rows })
+}
+
+/// FNV-1a, so a dataset's subset depends on its name, not its position in the manifest.
+fn hash_name(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+fn union_obs_columns(manifest: &Manifest) -> Vec<String> {
+    let mut cols: Vec<String> = Vec::new();
+    for d in &manifest.datasets {
+        for c in &d.obs_columns {
+            if !cols.contains(c) {
+                cols.push(c.clone());
+            }
+        }
+    }
+    cols
+}
+
+/// The union gene list across datasets, in first-seen order.
+#[derive(Default)]
+struct GeneUnion {
+    ids: Vec<String>,
+    symbols: Vec<String>,
+    n_cells: Vec<u64>,
+    index: HashMap<String, u32>,
+}
+
+impl GeneUnion {
+    fn intern(&mut self, id: &str, symbol: &str) -> u32 {
+        if let Some(&i) = self.index.get(id) {
+            return i;
+        }
+        let i = self.ids.len() as u32;
+        self.ids.push(id.to_string());
+        self.symbols.push(symbol.to_string());
+        self.n_cells.push(0);
+        self.index.insert(id.to_string(), i);
+        i
+    }
+}
+
+fn progress_bar(show: bool, len: u64, name: &str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>16} {bar:30} {pos}/{len} samples  {per_sec}  ETA {eta}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(name.to_string());
+    bar
+}
+
+fn writer_props() -> WriterProperties {
+    // Snappy: the corpus is read many times per epoch and written once, so decode speed wins.
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
+fn create_writer(path: &Path, schema: SchemaRef) -> Result<ArrowWriter<File>> {
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    ArrowWriter::try_new(file, schema, Some(writer_props())).map_err(|e| Error::parquet(path, e))
+}
+
+fn write_batch(path: &Path, schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<()> {
+    let mut w = create_writer(path, schema.clone())?;
+    let batch = RecordBatch::try_new(schema, columns).map_err(|e| Error::parquet(path, e))?;
+    w.write(&batch).map_err(|e| Error::parquet(path, e))?;
+    w.close().map_err(|e| Error::parquet(path, e))?;
+    Ok(())
+}
+
+fn write_genes(path: &Path, union: &GeneUnion, vocab_index: &[i64]) -> Result<()> {
+    write_batch(
+        path,
+        schema::genes_schema(),
+        vec![
+            Arc::new(UInt32Array::from_iter_values(0..union.ids.len() as u32)),
+            Arc::new(StringArray::from_iter_values(&union.ids)),
+            Arc::new(StringArray::from_iter_values(&union.symbols)),
+            Arc::new(UInt64Array::from(union.n_cells.clone())),
+            Arc::new(BooleanArray::from(vocab_index.iter().map(|&v| v >= 0).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(vocab_index.to_vec())),
+        ],
+    )
+}
+
+/// Writes shard files, rolling to a new file every `shard_rows` samples.
+struct ShardWriter {
+    dir: PathBuf,
+    shard_rows: usize,
+    current: Option<(PathBuf, ArrowWriter<File>, u64)>,
+    done: Vec<ShardSummary>,
+}
+
+impl ShardWriter {
+    fn new(dir: PathBuf, shard_rows: usize) -> Self {
+        ShardWriter { dir, shard_rows, current: None, done: Vec::new() }
+    }
+
+    fn write(&mut self, samples: &[u64], dataset: u16, p: &Prepared) -> Result<()> {
+        let mut from = 0;
+        while from < samples.len() {
+            if self.current.is_none() {
+                let path = self.dir.join(schema::shard_file_name(self.done.len()));
+                let w = create_writer(&path, schema::shard_schema())?;
+                self.current = Some((path, w, 0));
+            }
+            let (path, w, n) = self.current.as_mut().expect("opened above");
+            let take = (self.shard_rows - *n as usize).min(samples.len() - from);
+            let batch = shard_batch(&samples[from..from + take], dataset, p, from..from + take)
+                .map_err(|e| Error::parquet(path.as_path(), e))?;
+            w.write(&batch).map_err(|e| Error::parquet(path.as_path(), e))?;
+            *n += take as u64;
+            from += take;
+            if *n as usize == self.shard_rows {
+                self.close_current()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn close_current(&mut self) -> Result<()> {
+        if let Some((path, w, n)) = self.current.take() {
+            w.close().map_err(|e| Error::parquet(&path, e))?;
+            let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_string();
+            self.done.push(ShardSummary { file: format!("{}/{file}", schema::SHARD_DIR), n_rows: n });
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<ShardSummary>> {
+        self.close_current()?;
+        Ok(self.done)
+    }
+}
+
+/// Rows `range` of `p` as a shard record batch.
+fn shard_batch(samples: &[u64], dataset: u16, p: &Prepared, range: std::ops::Range<usize>) -> std::result::Result<RecordBatch, String> {
+    let (a, b) = (p.indptr[range.start] as usize, p.indptr[range.end] as usize);
+    let offsets: Vec<i32> = p.indptr[range.start..=range.end]
+        .iter()
+        .map(|&o| i32::try_from(o as usize - a).map_err(|_| "more than 2^31 values in one chunk".to_string()))
+        .collect::<std::result::Result<_, _>>()?;
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+    let genes = ListArray::new(
+        Arc::new(Field::new("item", DataType::UInt32, false)),
+        offsets.clone(),
+        Arc::new(UInt32Array::from(p.genes[a..b].to_vec())),
+        None,
+    );
+    let counts = ListArray::new(
+        Arc::new(Field::new("item", DataType::Float32, false)),
+        offsets,
+        Arc::new(Float32Array::from(p.counts[a..b].to_vec())),
+        None,
+    );
+    RecordBatch::try_new(
+        schema::shard_schema(),
+        vec![
+            Arc::new(UInt64Array::from(samples.to_vec())),
+            Arc::new(UInt16Array::from(vec![dataset; samples.len()])),
+            Arc::new(Float64Array::from(p.library_size[range].to_vec())),
+            Arc::new(genes),
+            Arc::new(counts),
+        ],
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Streams `obs.parquet`.
+struct ObsWriter {
+    path: PathBuf,
+    schema: SchemaRef,
+    writer: ArrowWriter<File>,
+}
+
+impl ObsWriter {
+    fn create(path: &Path, columns: &[String]) -> Result<Self> {
+        let schema = schema::obs_schema(columns);
+        Ok(ObsWriter { path: path.to_path_buf(), writer: create_writer(path, schema.clone())?, schema })
+    }
+
+    fn write(
+        &mut self,
+        samples: &[u64],
+        dataset: &str,
+        obs_index: &[u64],
+        names: &[String],
+        cols: &[Option<crate::data::ObsColumn>],
+    ) -> Result<()> {
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(samples.to_vec())),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(dataset, samples.len()))),
+            Arc::new(UInt64Array::from(obs_index.to_vec())),
+            Arc::new(StringArray::from_iter_values(obs_index.iter().map(|&i| &names[i as usize]))),
+        ];
+        for col in cols {
+            let mut b = StringBuilder::new();
+            for &i in obs_index {
+                b.append_option(col.as_ref().and_then(|c| c.get_str(i as usize)));
+            }
+            arrays.push(Arc::new(b.finish()));
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| Error::parquet(&self.path, e))?;
+        self.writer.write(&batch).map_err(|e| Error::parquet(&self.path, e))
+    }
+
+    fn finish(self) -> Result<()> {
+        self.writer.close().map_err(|e| Error::parquet(&self.path, e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_runs_skip_gaps_and_bound_reads() {
+        let runs = chunk_runs(&[0, 1, 5, 9, 20, 21], 10);
+        let got: Vec<_> = runs.iter().map(|r| (r.start_row, r.end_row, r.rows.clone())).collect();
+        assert_eq!(got, vec![(0, 10, 0..4), (20, 22, 4..6)]);
+    }
+}

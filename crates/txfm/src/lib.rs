@@ -1,0 +1,17 @@
+//! txfm: a Rust implementation of TxFM, the masked-autoencoder transcriptomic foundation model of
+//! Kenyon-Dean et al., "Effective Biological Representation Learning by Masking Gene Expression"
+//! (ICLR 2026 FM4Science workshop).
+//!
+//! Modules in pipeline order: data I/O and gene harmonisation → corpus → simulator, with the
+//! tensor runtime kept behind [`runtime`].
+
+pub mod error;
+pub mod runtime;
+pub mod data;
+pub mod corpus;
+pub mod simulate;
+pub mod quickstart;
+#[doc(hidden)]
+pub mod testing;
+
+pub use error::{Error, Result};
