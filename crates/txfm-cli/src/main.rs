@@ -3,6 +3,11 @@
 
 mod cmd;
 
+// glibc malloc returns the large per-chunk buffers of ingestion (and later, training) to the
+// kernel and faults them back in on every chunk; mimalloc reuses them (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// TxFM: a masked-autoencoder transcriptomic foundation model (pretrain, embed, benchmark).

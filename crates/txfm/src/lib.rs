@@ -6,6 +6,7 @@
 //! tensor runtime kept behind [`runtime`].
 
 pub mod error;
+pub mod atomic;
 pub mod runtime;
 pub mod data;
 pub mod corpus;

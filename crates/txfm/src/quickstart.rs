@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::atomic::write_atomic;
 use crate::corpus::{build_corpus, stats::stats_table, BuildOptions, CorpusSummary, DatasetSpec, Filters, Manifest};
 use crate::data::genes::GeneIdKind;
 use crate::simulate::{simulate_to_h5ad, SimConfig, SimSummary};
@@ -45,7 +46,9 @@ pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
     stage(cfg, "2/2 build a corpus");
     let mut ds = DatasetSpec::new("sim", "sim.h5ad", GeneIdKind::Raw);
     ds.obs_columns = ["perturbation", "batch", "is_control", "cell_state"].map(String::from).to_vec();
-    let manifest = Manifest::new(vec![ds], Filters::default());
+    // The simulated screen is shallow (a few hundred detected genes per cell), so the cell filter
+    // sits below scanpy's 200 to keep the screen whole.
+    let manifest = Manifest::new(vec![ds], Filters { min_cells_per_gene: 3, min_genes_per_cell: 50 });
     let manifest_path = out.join("corpus.toml");
     write_atomic(&manifest_path, &toml::to_string_pretty(&manifest).expect("manifest serialises"))?;
     let manifest = Manifest::load(&manifest_path)?;
@@ -88,13 +91,4 @@ fn report_markdown(sim: &SimSummary, corpus: &CorpusSummary, manifest: &Path, co
         corpus = name(corpus_dir),
         table = stats_table(corpus),
     )
-}
-
-/// Writes `text` to a temporary file beside `path` and renames it into place.
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
 }

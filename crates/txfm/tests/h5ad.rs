@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use serde_json::Value;
-use txfm::data::h5ad::{CscConfig, H5adSource, H5adWriter, MatrixLayout};
-use txfm::data::{open_source, CsrChunk, ExpressionSource, ObsColumn, ObsFrame, SourceOptions};
-use txfm::testing::{run_python, shared_data};
 use txfm::Error;
+use txfm::data::h5ad::{CscConfig, H5adSource, H5adWriter, MatrixLayout};
+use txfm::data::{CsrChunk, ExpressionSource, ObsColumn, ObsFrame, SourceOptions, open_source};
+use txfm::testing::{run_python, shared_data};
 
 fn python_json(code: &str, args: &[&str]) -> Value {
     let out = run_python(code, args);
@@ -286,7 +286,7 @@ print(json.dumps({"dense": dense.tolist()}))
 "#,
         &[dir.path().to_str().unwrap()],
     );
-    let want: Vec<f32> = py["dense"].as_array().unwrap().iter().flat_map(|r| f32s(r)).collect();
+    let want: Vec<f32> = py["dense"].as_array().unwrap().iter().flat_map(f32s).collect();
     let opts = SourceOptions::default();
 
     let mut csr = H5adSource::open(&dir.path().join("csr.h5ad"), &opts).unwrap();
@@ -362,7 +362,10 @@ fn small_var() -> ObsFrame {
         names: (0..5).map(|j| format!("GENE{j}")).collect(),
         columns: vec![
             ("gene_ids".into(), ObsColumn::Str((0..5).map(|j| format!("ENSG{j:011}")).collect())),
-            ("kind".into(), ObsColumn::Categorical { codes: vec![0, 1, 0, 0, 1], categories: vec!["coding".into(), "lnc".into()] }),
+            (
+                "kind".into(),
+                ObsColumn::Categorical { codes: vec![0, 1, 0, 0, 1], categories: vec!["coding".into(), "lnc".into()] },
+            ),
         ],
     }
 }
@@ -371,7 +374,10 @@ fn small_obs() -> ObsFrame {
     ObsFrame {
         names: (0..4).map(|i| format!("cell-{i}")).collect(),
         columns: vec![
-            ("cell_type".into(), ObsColumn::Categorical { codes: vec![0, 1, -1, 0], categories: vec!["B".into(), "T".into()] }),
+            (
+                "cell_type".into(),
+                ObsColumn::Categorical { codes: vec![0, 1, -1, 0], categories: vec!["B".into(), "T".into()] },
+            ),
             ("donor".into(), ObsColumn::Str(vec!["d1".into(), "d2".into(), "d1".into(), "dé".into()])),
             ("score".into(), ObsColumn::Float(vec![0.5, -1.25, 3.0, 1e-3])),
             ("n_genes".into(), ObsColumn::Int(vec![3, 0, 1, 2])),
@@ -463,18 +469,23 @@ print(json.dumps({"X": a.X.toarray().tolist(), "X_format": a.X.format, "X_dtype"
 fn file_without_x_reads_in_anndata_with_its_genes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("emb.h5ad");
-    let mut w = H5adWriter::create(&path, &small_var()).unwrap();
+    let var = ObsFrame { names: small_var().names, columns: vec![] };
+    let mut w = H5adWriter::create(&path, &var).unwrap();
     w.append_obsm("X_txfm", 2, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).unwrap();
     w.finish(&small_obs()).unwrap();
     let py = python_json(
         r#"
 import sys, json, anndata as ad
 a = ad.read_h5ad(sys.argv[1])
-print(json.dumps({"x_none": a.X is None, "shape": list(a.shape), "emb": a.obsm["X_txfm"][3].tolist()}))
+print(json.dumps({"x_none": a.X is None, "shape": list(a.shape), "emb": a.obsm["X_txfm"][3].tolist(),
+    "var_columns": list(a.var.columns), "var_names": list(a.var_names[:2])}))
 "#,
         &[path.to_str().unwrap()],
     );
-    assert_eq!(py, serde_json::json!({"x_none": true, "shape": [4, 5], "emb": [7.0, 8.0]}));
+    assert_eq!(
+        py,
+        serde_json::json!({"x_none": true, "shape": [4, 5], "emb": [7.0, 8.0], "var_columns": [], "var_names": ["GENE0", "GENE1"]})
+    );
     let err = H5adSource::open(&path, &SourceOptions::default()).err().unwrap().to_string();
     assert!(err.contains("no X matrix in this file; available matrices: none"), "{err}");
 }
@@ -508,6 +519,25 @@ fn unfinished_or_failed_writes_leave_nothing() {
     assert!(err.contains("chunk has 6 columns but var has 5 genes"), "{err}");
 }
 
+/// A child process spawned while the writer runs inherits its file descriptor (HDF5 does not open
+/// files close-on-exec); with HDF5's file lock that kept the finished file unreadable until the
+/// child exited.
+#[test]
+fn finished_file_opens_while_a_child_spawned_during_writing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.h5ad");
+    let mut w = H5adWriter::create(&path, &small_var()).unwrap();
+    let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    for chunk in &small_chunks() {
+        w.append_x(chunk).unwrap();
+    }
+    w.finish(&small_obs()).unwrap();
+    let opened = H5adSource::open(&path, &SourceOptions::default());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(opened.unwrap().n_obs(), 4);
+}
+
 #[test]
 fn files_that_are_not_anndata_are_named_in_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -521,7 +551,10 @@ fn files_that_are_not_anndata_are_named_in_errors() {
     let plain = dir.path().join("plain.h5ad");
     run_python("import sys, h5py\nh5py.File(sys.argv[1], 'w')['counts'] = [1, 2]", &[plain.to_str().unwrap()]);
     let msg = H5adSource::open(&plain, &SourceOptions::default()).err().unwrap().to_string();
-    assert!(msg.contains("plain.h5ad: not an AnnData file: no X, obs or var at the top level (found: counts)"), "{msg}");
+    assert!(
+        msg.contains("plain.h5ad: not an AnnData file: no X, obs or var at the top level (found: counts)"),
+        "{msg}"
+    );
 }
 
 /// Read throughput of a 20,000 × 20,000 CSR matrix with 1,500 non-zeros per cell (30 M values),
@@ -540,7 +573,10 @@ fn csr_read_throughput() {
         let mut chunk = CsrChunk::new(start, n_vars);
         for _ in 0..1000 {
             let stride = n_vars / per_row;
-            chunk.push_row((0..per_row).map(|k| ((k * stride + rng.random_range(0..stride)) as u32, rng.random_range(1..20) as f32)));
+            chunk.push_row(
+                (0..per_row)
+                    .map(|k| ((k * stride + rng.random_range(0..stride)) as u32, rng.random_range(1..20) as f32)),
+            );
         }
         w.append_x(&chunk).unwrap();
     }

@@ -13,21 +13,20 @@ use std::sync::Arc;
 use std::sync::mpsc::{sync_channel, Receiver};
 
 use arrow_array::builder::StringBuilder;
-use arrow_array::{ArrayRef, BooleanArray, Float32Array, Float64Array, Int64Array, ListArray, RecordBatch,
-    StringArray, UInt16Array, UInt32Array, UInt64Array};
-use arrow_buffer::{OffsetBuffer, ScalarBuffer};
-use arrow_schema::{DataType, Field, SchemaRef};
+use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array};
+use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use rand::SeedableRng;
 
 use super::manifest::{DatasetSpec, Manifest};
+use super::shard_writer::{ShardRows, ShardWriter};
 use super::schema::{self, ROW_GROUP_ROWS};
-use super::summary::{CorpusSummary, DatasetSummary, ShardSummary};
+use super::summary::{CorpusSummary, DatasetSummary};
 use crate::data::counts_check::CountsCheck;
 use crate::data::genes::{harmonise, GeneTable};
-use crate::data::{open_source, ExpressionSource};
+use crate::data::{open_source, ExpressionSource, ObsFrame};
 use crate::{Error, Result};
 
 /// Rows decoded per read: large enough to amortise HDF5 calls, small enough to bound memory.
@@ -47,18 +46,13 @@ pub fn build_corpus(manifest: &Manifest, out: &Path, opts: &BuildOptions) -> Res
     if out.exists() && !opts.overwrite {
         return Err(Error::format(out, "output folder exists; choose another or pass --overwrite"));
     }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.partial-", out.file_name().and_then(|n| n.to_str()).unwrap_or("corpus")))
-        .tempdir_in(parent)
-        .map_err(|e| Error::io(parent, e))?;
+    let tmp = crate::atomic::temp_dir_beside(out)?;
     let summary = build_into(manifest, tmp.path(), opts)?;
     if out.exists() {
-        let old = parent.join(format!(".{}.old-{}", out.file_name().and_then(|n| n.to_str()).unwrap_or("corpus"), std::process::id()));
-        std::fs::rename(out, &old).map_err(|e| Error::io(out, e))?;
+        // Swap in the new corpus before deleting the old one, so a failure leaves one of them whole.
+        let old = crate::atomic::temp_dir_beside(out)?;
+        std::fs::rename(out, old.path().join("old")).map_err(|e| Error::io(out, e))?;
         std::fs::rename(tmp.keep(), out).map_err(|e| Error::io(out, e))?;
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     } else {
         std::fs::rename(tmp.keep(), out).map_err(|e| Error::io(out, e))?;
     }
@@ -68,6 +62,8 @@ pub fn build_corpus(manifest: &Manifest, out: &Path, opts: &BuildOptions) -> Res
 /// A decoded chunk of kept samples, genes already in union ids.
 struct Prepared {
     obs_index: Vec<u64>,
+    /// obs.parquet columns after `sample`.
+    obs: Vec<ArrayRef>,
     library_size: Vec<f64>,
     indptr: Vec<u64>,
     genes: Vec<u32>,
@@ -93,13 +89,13 @@ fn build_into(manifest: &Manifest, dir: &Path, opts: &BuildOptions) -> Result<Co
         let selected = select_rows(spec, src.as_ref(), manifest.seed)?;
         let n_after_obs_filter = selected.n_after_obs_filter;
         let rows = selected.rows;
-        let obs_cols: Vec<_> = obs_columns
-            .iter()
-            .map(|c| if spec.obs_columns.contains(c) { src.obs().column(c).cloned() } else { None })
-            .collect();
-        let obs_names = src.obs().names.clone();
+        // Per corpus obs column: the dataset's column of that name, if it copies it.
+        let obs_cols: Vec<Option<&str>> =
+            obs_columns.iter().map(|c| spec.obs_columns.contains(c).then_some(c.as_str())).collect();
         let bar = progress_bar(opts.progress, rows.len() as u64, &spec.name);
 
+        let increasing = local_to_union.windows(2).all(|w| w[0] < w[1]);
+        let identity = local_to_union.iter().enumerate().all(|(i, &g)| g as usize == i);
         let min_genes = manifest.filters.min_genes_per_cell;
         let check_counts = !spec.allow_non_counts;
         let (tx, rx) = sync_channel::<Result<Prepared>>(2);
@@ -114,8 +110,10 @@ fn build_into(manifest: &Manifest, dir: &Path, opts: &BuildOptions) -> Result<Co
                             if check_counts {
                                 check.observe(&chunk);
                             }
-                            let local = mapping.remap(&chunk);
-                            prepare(&local, &rows[run.rows.clone()], run.start_row, &local_to_union, min_genes, &mut failed)
+                            let local = mapping.remap(chunk);
+                            let mut p = prepare(&local, &rows[run.rows.clone()], run.start_row, &local_to_union, increasing, identity, min_genes, &mut failed);
+                            p.obs = obs_arrays(src.obs(), &spec.name, &obs_cols, &p.obs_index);
+                            p
                         });
                     let stop = prepared.is_err();
                     if tx.send(prepared).is_err() || stop {
@@ -126,7 +124,7 @@ fn build_into(manifest: &Manifest, dir: &Path, opts: &BuildOptions) -> Result<Co
                 let verdict = if check_counts { check.into_result(src.path(), src.matrix_name()) } else { Ok(()) };
                 verdict.map(|()| failed)
             });
-            let kept = consume(rx, id as u16, &mut next_sample, &mut shards, &mut obs, &obs_names, &obs_cols, &mut union, &spec.name, &bar)?;
+            let kept = consume(rx, id as u16, &mut next_sample, &mut shards, &mut obs, &mut union, &bar)?;
             let failed = reader.join().expect("corpus reader thread panicked")?;
             Ok((kept, failed))
         })?;
@@ -204,17 +202,13 @@ fn build_into(manifest: &Manifest, dir: &Path, opts: &BuildOptions) -> Result<Co
 }
 
 /// Receives prepared chunks and writes shards and obs rows; returns samples kept.
-#[allow(clippy::too_many_arguments)]
 fn consume(
     rx: Receiver<Result<Prepared>>,
     dataset: u16,
     next_sample: &mut u64,
     shards: &mut ShardWriter,
     obs: &mut ObsWriter,
-    obs_names: &[String],
-    obs_cols: &[Option<crate::data::ObsColumn>],
     union: &mut GeneUnion,
-    dataset_name: &str,
     bar: &indicatif::ProgressBar,
 ) -> Result<usize> {
     let mut kept = 0;
@@ -225,40 +219,75 @@ fn consume(
             union.n_cells[g as usize] += 1;
         }
         let samples: Vec<u64> = (*next_sample..*next_sample + n as u64).collect();
-        shards.write(&samples, dataset, &p)?;
-        obs.write(&samples, dataset_name, &p.obs_index, obs_names, obs_cols)?;
+        obs.write(&samples, p.obs)?;
+        shards.write(ShardRows {
+            samples,
+            dataset,
+            library_size: p.library_size,
+            indptr: p.indptr,
+            genes: p.genes,
+            counts: p.counts,
+        })?;
         *next_sample += n as u64;
         kept += n;
-        bar.inc(p.indptr.len() as u64 - 1);
+        bar.inc(n as u64);
     }
     Ok(kept)
 }
 
+/// obs.parquet columns after `sample` for the kept rows `obs_index` (see `schema::obs_schema`).
+fn obs_arrays(obs: &ObsFrame, dataset: &str, columns: &[Option<&str>], obs_index: &[u64]) -> Vec<ArrayRef> {
+    let mut arrays: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(dataset, obs_index.len()))),
+        Arc::new(UInt64Array::from(obs_index.to_vec())),
+        Arc::new(StringArray::from_iter_values(obs_index.iter().map(|&i| &obs.names[i as usize]))),
+    ];
+    for col in columns {
+        let col = col.and_then(|c| obs.column(c));
+        let mut b = StringBuilder::new();
+        for &i in obs_index {
+            b.append_option(col.and_then(|c| c.get_str(i as usize)));
+        }
+        arrays.push(Arc::new(b.finish()));
+    }
+    arrays
+}
+
 /// Keeps the selected rows of `local` that pass the QC filter, with genes as union ids.
+/// `increasing`: `local_to_union` is increasing, so mapped rows stay sorted.
+#[allow(clippy::too_many_arguments)]
 fn prepare(
     local: &crate::data::CsrChunk,
     selected: &[usize],
     start_row: usize,
     local_to_union: &[u32],
+    increasing: bool,
+    identity: bool,
     min_genes: u32,
     failed: &mut usize,
 ) -> Prepared {
-    let mut p = Prepared { obs_index: Vec::new(), library_size: Vec::new(), indptr: vec![0], genes: Vec::new(), counts: Vec::new() };
-    let monotone = local_to_union.windows(2).all(|w| w[0] < w[1]);
-    let mut pairs: Vec<(u32, f32)> = Vec::new();
+    let mut p = Prepared { obs_index: Vec::new(), obs: Vec::new(), library_size: Vec::new(), indptr: vec![0], genes: Vec::new(), counts: Vec::new() };
+    p.genes.reserve(local.nnz());
+    p.counts.reserve(local.nnz());
     for &r in selected {
         let (idx, val) = local.row(r - start_row);
         if (idx.len() as u32) < min_genes {
             *failed += 1;
             continue;
         }
-        pairs.clear();
-        pairs.extend(idx.iter().map(|&j| local_to_union[j as usize]).zip(val.iter().copied()));
-        if !monotone {
-            pairs.sort_unstable_by_key(|&(g, _)| g);
+        let from = p.genes.len();
+        if identity {
+            p.genes.extend_from_slice(idx);
+        } else {
+            p.genes.extend(idx.iter().map(|&j| local_to_union[j as usize]));
         }
-        p.genes.extend(pairs.iter().map(|&(g, _)| g));
-        p.counts.extend(pairs.iter().map(|&(_, v)| v));
+        p.counts.extend_from_slice(val);
+        if !increasing {
+            let mut pairs: Vec<(u32, f32)> = p.genes.drain(from..).zip(p.counts.drain(from..)).collect();
+            pairs.sort_unstable_by_key(|&(g, _)| g);
+            p.genes.extend(pairs.iter().map(|&(g, _)| g));
+            p.counts.extend(pairs.iter().map(|&(_, v)| v));
+        }
         p.library_size.push(val.iter().map(|&v| v as f64).sum());
         p.obs_index.push(r as u64);
         p.indptr.push(p.genes.len() as u64);
@@ -414,89 +443,6 @@ fn write_genes(path: &Path, union: &GeneUnion, vocab_index: &[i64]) -> Result<()
     )
 }
 
-/// Writes shard files, rolling to a new file every `shard_rows` samples.
-struct ShardWriter {
-    dir: PathBuf,
-    shard_rows: usize,
-    current: Option<(PathBuf, ArrowWriter<File>, u64)>,
-    done: Vec<ShardSummary>,
-}
-
-impl ShardWriter {
-    fn new(dir: PathBuf, shard_rows: usize) -> Self {
-        ShardWriter { dir, shard_rows, current: None, done: Vec::new() }
-    }
-
-    fn write(&mut self, samples: &[u64], dataset: u16, p: &Prepared) -> Result<()> {
-        let mut from = 0;
-        while from < samples.len() {
-            if self.current.is_none() {
-                let path = self.dir.join(schema::shard_file_name(self.done.len()));
-                let w = create_writer(&path, schema::shard_schema())?;
-                self.current = Some((path, w, 0));
-            }
-            let (path, w, n) = self.current.as_mut().expect("opened above");
-            let take = (self.shard_rows - *n as usize).min(samples.len() - from);
-            let batch = shard_batch(&samples[from..from + take], dataset, p, from..from + take)
-                .map_err(|e| Error::parquet(path.as_path(), e))?;
-            w.write(&batch).map_err(|e| Error::parquet(path.as_path(), e))?;
-            *n += take as u64;
-            from += take;
-            if *n as usize == self.shard_rows {
-                self.close_current()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn close_current(&mut self) -> Result<()> {
-        if let Some((path, w, n)) = self.current.take() {
-            w.close().map_err(|e| Error::parquet(&path, e))?;
-            let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_string();
-            self.done.push(ShardSummary { file: format!("{}/{file}", schema::SHARD_DIR), n_rows: n });
-        }
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<Vec<ShardSummary>> {
-        self.close_current()?;
-        Ok(self.done)
-    }
-}
-
-/// Rows `range` of `p` as a shard record batch.
-fn shard_batch(samples: &[u64], dataset: u16, p: &Prepared, range: std::ops::Range<usize>) -> std::result::Result<RecordBatch, String> {
-    let (a, b) = (p.indptr[range.start] as usize, p.indptr[range.end] as usize);
-    let offsets: Vec<i32> = p.indptr[range.start..=range.end]
-        .iter()
-        .map(|&o| i32::try_from(o as usize - a).map_err(|_| "more than 2^31 values in one chunk".to_string()))
-        .collect::<std::result::Result<_, _>>()?;
-    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-    let genes = ListArray::new(
-        Arc::new(Field::new("item", DataType::UInt32, false)),
-        offsets.clone(),
-        Arc::new(UInt32Array::from(p.genes[a..b].to_vec())),
-        None,
-    );
-    let counts = ListArray::new(
-        Arc::new(Field::new("item", DataType::Float32, false)),
-        offsets,
-        Arc::new(Float32Array::from(p.counts[a..b].to_vec())),
-        None,
-    );
-    RecordBatch::try_new(
-        schema::shard_schema(),
-        vec![
-            Arc::new(UInt64Array::from(samples.to_vec())),
-            Arc::new(UInt16Array::from(vec![dataset; samples.len()])),
-            Arc::new(Float64Array::from(p.library_size[range].to_vec())),
-            Arc::new(genes),
-            Arc::new(counts),
-        ],
-    )
-    .map_err(|e| e.to_string())
-}
-
 /// Streams `obs.parquet`.
 struct ObsWriter {
     path: PathBuf,
@@ -510,27 +456,10 @@ impl ObsWriter {
         Ok(ObsWriter { path: path.to_path_buf(), writer: create_writer(path, schema.clone())?, schema })
     }
 
-    fn write(
-        &mut self,
-        samples: &[u64],
-        dataset: &str,
-        obs_index: &[u64],
-        names: &[String],
-        cols: &[Option<crate::data::ObsColumn>],
-    ) -> Result<()> {
-        let mut arrays: Vec<ArrayRef> = vec![
-            Arc::new(UInt64Array::from(samples.to_vec())),
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(dataset, samples.len()))),
-            Arc::new(UInt64Array::from(obs_index.to_vec())),
-            Arc::new(StringArray::from_iter_values(obs_index.iter().map(|&i| &names[i as usize]))),
-        ];
-        for col in cols {
-            let mut b = StringBuilder::new();
-            for &i in obs_index {
-                b.append_option(col.as_ref().and_then(|c| c.get_str(i as usize)));
-            }
-            arrays.push(Arc::new(b.finish()));
-        }
+    /// `rest`: the columns after `sample`, from [`obs_arrays`].
+    fn write(&mut self, samples: &[u64], rest: Vec<ArrayRef>) -> Result<()> {
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(samples.to_vec()))];
+        arrays.extend(rest);
         let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| Error::parquet(&self.path, e))?;
         self.writer.write(&batch).map_err(|e| Error::parquet(&self.path, e))
     }

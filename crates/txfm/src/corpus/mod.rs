@@ -9,6 +9,7 @@ pub mod manifest;
 pub mod schema;
 pub mod summary;
 pub mod builder;
+mod shard_writer;
 pub mod reader;
 pub mod stats;
 

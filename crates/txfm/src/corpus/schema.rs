@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `genes.parquet` | harmonised gene seen in any dataset | `gene` u32 (row number), `gene_id` utf8 (unversioned Ensembl ID, or the raw ID for `gene_ids = "raw"`), `symbol` utf8, `n_cells` u64 (kept samples with a non-zero count: m_i), `in_vocab` bool (passed `min_cells_per_gene`), `vocab_index` i64 (position in the model vocabulary, -1 if not in it) |
 //! | `profiled.parquet` | (dataset, vocabulary gene) profiled by that dataset | `dataset` u16, `vocab_index` u32 |
-//! | `obs.parquet` | sample | `sample` u64, `dataset` utf8, `obs_index` u64 (row in the input file), `obs_name` utf8, then the manifest's `obs_columns` as nullable utf8 |
+//! | `obs.parquet` | sample | `sample` u64, `dataset` utf8, `obs_index` u64 (row in the input file), `obs_name` utf8, then the manifest's `obs_columns` as nullable utf8 (one named like a fixed column is stored as `obs_<name>`) |
 //! | `shards/part-NNNNN.parquet` | sample | `sample` u64, `dataset` u16, `library_size` f64 (sum of `counts`), `genes` list<u32> (`gene` ids, increasing), `counts` list<f32> (non-zero raw counts) |
 //!
 //! Rows keep every harmonised gene of their dataset, also those the vocabulary filter dropped:
@@ -60,6 +60,15 @@ pub fn profiled_schema() -> SchemaRef {
     ]))
 }
 
+/// obs.parquet's own columns; an input obs column of the same name is stored as `obs_<name>`.
+pub const OBS_FIXED_COLUMNS: [&str; 4] = ["sample", "dataset", "obs_index", "obs_name"];
+
+/// The name under which input obs column `column` is stored in obs.parquet.
+pub fn stored_obs_column(column: &str) -> String {
+    if OBS_FIXED_COLUMNS.contains(&column) { format!("obs_{column}") } else { column.to_string() }
+}
+
+/// `columns`: the input obs columns copied, by their input names.
 pub fn obs_schema(columns: &[String]) -> SchemaRef {
     let mut fields = vec![
         Field::new("sample", DataType::UInt64, false),
@@ -67,6 +76,6 @@ pub fn obs_schema(columns: &[String]) -> SchemaRef {
         Field::new("obs_index", DataType::UInt64, false),
         Field::new("obs_name", DataType::Utf8, false),
     ];
-    fields.extend(columns.iter().map(|c| Field::new(c, DataType::Utf8, true)));
+    fields.extend(columns.iter().map(|c| Field::new(stored_obs_column(c), DataType::Utf8, true)));
     Arc::new(Schema::new(fields))
 }

@@ -20,6 +20,7 @@ pub struct CorpusSummary {
     pub n_genes_seen: usize,
     /// Vocabulary size G: genes that passed `min_cells_per_gene`.
     pub n_vars: usize,
+    /// Input obs columns copied into obs.parquet (see `schema::stored_obs_column` for their names there).
     pub obs_columns: Vec<String>,
     pub datasets: Vec<DatasetSummary>,
     pub shards: Vec<ShardSummary>,

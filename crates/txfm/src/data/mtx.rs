@@ -55,20 +55,18 @@ impl MtxSource {
         let features = read_list(&files.features)?;
         let barcodes = read_list(&files.barcodes)?;
         let has_types = features.iter().any(|f| f.len() >= 3);
-        let keep: Vec<Option<u32>> = {
-            let mut next = 0u32;
-            features
-                .iter()
-                .map(|f| {
-                    let gene = !has_types || f.get(2).is_some_and(|t| t == GENE_EXPRESSION);
-                    gene.then(|| {
-                        next += 1;
-                        next - 1
-                    })
-                })
-                .collect()
-        };
-        let genes: Vec<&Vec<String>> = features.iter().zip(&keep).filter_map(|(f, k)| k.map(|_| f)).collect();
+        let (mut keep, mut genes) = (Vec::with_capacity(features.len()), Vec::new());
+        for f in &features {
+            if !has_types || f.get(2).is_some_and(|t| t == GENE_EXPRESSION) {
+                keep.push(Some(genes.len() as u32));
+                genes.push(f);
+            } else {
+                keep.push(None);
+            }
+        }
+        if genes.is_empty() {
+            return Err(Error::format(&files.features, format!("no '{GENE_EXPRESSION}' feature in the third column")));
+        }
         let var_names = genes.iter().map(|f| f[0].clone()).collect();
         let var_symbols = genes.iter().all(|f| f.len() >= 2).then(|| genes.iter().map(|f| f[1].clone()).collect());
 
@@ -94,7 +92,10 @@ impl MtxSource {
             matrix_name: file_name(&files.matrix),
             var_names,
             var_symbols,
-            obs: ObsFrame { names: barcodes.into_iter().map(|mut b| b.swap_remove(0)).collect(), columns: Vec::new() },
+            obs: ObsFrame {
+                names: barcodes.into_iter().map(|mut b| b.swap_remove(0)).collect(),
+                columns: Vec::new(),
+            },
             indptr,
             entries,
         })

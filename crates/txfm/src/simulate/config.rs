@@ -53,7 +53,8 @@ pub struct SimConfig {
     pub null_fraction: f64,
     /// Log shift applied to the other members of the target's module (sign drawn per module).
     pub module_shift: f64,
-    /// Downstream genes of each module's (or lone target's) response signature.
+    /// Downstream genes (from the more expressed half) of each module's (or lone target's)
+    /// response signature.
     pub n_response_genes: usize,
     /// SD of the log effects of a response signature.
     pub response_sd: f64,
@@ -73,13 +74,13 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
-    /// 2,000 cells × 500 genes, ~17% non-zero: unit tests (well under a second).
+    /// 2,000 cells × 500 genes, ~18% non-zero: unit tests (well under a second).
     pub fn tiny() -> Self {
         SimConfig {
             n_cells: 2_000,
             n_genes: 500,
             baseline_log_sd: 2.2,
-            library_log_mean: 5.8,
+            library_log_mean: 5.6,
             library_log_sd: 0.6,
             dispersion: 0.3,
             n_programs: 4,
@@ -104,7 +105,7 @@ impl SimConfig {
         }
     }
 
-    /// 6,000 cells × 2,000 genes, ~15% non-zero, 60 perturbations (12 modules of 4 plus 12 lone
+    /// 6,000 cells × 2,000 genes, ~14% non-zero, 60 perturbations (12 modules of 4 plus 12 lone
     /// targets) with ~90 cells each over 3 batches and ~200 controls per batch: enough for the
     /// known-pair recall of the perturbation benchmark to separate a good embedding from noise.
     pub fn quickstart() -> Self {
@@ -125,7 +126,8 @@ impl SimConfig {
         }
     }
 
-    /// 10⁶ cells × 20,000 genes, ~8% non-zero (≈1.6·10⁹ stored values): the ingestion benchmark.
+    /// 10⁶ cells × 20,000 genes, ~7% non-zero (≈1.3·10⁹ stored counts, ~11 GB as u32 indices and
+    /// f32 values): the ingestion benchmark.
     pub fn large() -> Self {
         SimConfig {
             n_cells: 1_000_000,
@@ -164,7 +166,7 @@ impl SimConfig {
         self.n_modules * self.module_size
     }
 
-    /// Checks ranges and that the targets fit among the expressed half of the genes.
+    /// Checks ranges and that targets and responses fit in the more expressed half of the genes.
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, message: String| Err(Error::config("simulate config", field, message));
         let counts = [
@@ -217,7 +219,7 @@ impl SimConfig {
             return bad(
                 "n_perturbations",
                 format!(
-                    "every module member is a target, so n_perturbations must be ≥ n_modules × module_size = {}, got {}",
+                    "every module member is a target, so it must be ≥ n_modules × module_size = {}, got {}",
                     self.n_module_genes(),
                     self.n_perturbations
                 ),
@@ -236,10 +238,20 @@ impl SimConfig {
         if self.n_perturbations == 0 && self.control_fraction < 1.0 {
             return bad("control_fraction", "must be 1 when there are no perturbations".into());
         }
-        for (field, v) in [("program_size", self.program_size), ("n_response_genes", self.n_response_genes)] {
-            if v > self.n_genes {
-                return bad(field, format!("must be ≤ n_genes = {}, got {v}", self.n_genes));
-            }
+        if self.program_size > self.n_genes {
+            return bad(
+                "program_size",
+                format!("must be ≤ n_genes = {}, got {}", self.n_genes, self.program_size),
+            );
+        }
+        if self.n_response_genes > expressed {
+            return bad(
+                "n_response_genes",
+                format!(
+                    "responses are drawn from the more expressed half of the genes ({expressed}), got {}",
+                    self.n_response_genes
+                ),
+            );
         }
         Ok(())
     }

@@ -14,7 +14,7 @@
 //!
 //! - **Baseline** `β_g ~ N(0, baseline_log_sd)`: log-normal gene weights give a few highly
 //!   expressed genes and a long tail of barely detected ones, as in real single-cell data, so the
-//!   matrix is sparse (~8–17% non-zero at the presets; cf. 5–7% in the shared 10x samples).
+//!   matrix is sparse (~7–18% non-zero at the presets; cf. 5–7% in the shared 10x samples).
 //! - **Batch** `γ_bg ~ N(0, batch_effect_sd)` per batch and gene, and a per-batch library factor
 //!   `exp(N(0, batch_library_sd))`: the technical variation a benchmark must correct with controls.
 //! - **Latent factors** `f` with loadings `L_fg`: gene *programs* (`program_size` random genes,
@@ -27,11 +27,12 @@
 //!   of the genes; every member is a perturbation target, and further lone targets are added up to
 //!   `n_perturbations`. Perturbing a member multiplies its own weight by `1 - knockdown` (CRISPRi),
 //!   shifts the other members' log weights by `±module_shift` (one sign per module) and applies the
-//!   module's downstream response signature (`n_response_genes` genes, effects
-//!   `N(0, response_sd)`). Perturbations of the same module therefore share most of their profile,
-//!   and the module pairs are what the benchmark's known-pair recall must recover. A lone target
-//!   gets a signature of its own; a `null_fraction` of all perturbations has no effect at all
-//!   (failed guides). Controls (`control_fraction` of cells) are unperturbed.
+//!   module's downstream response signature (`n_response_genes` genes of the more expressed half,
+//!   where a response is detectable, effects `N(0, response_sd)`). Perturbations of the same
+//!   module therefore share most of their profile, and the module pairs are what the benchmark's
+//!   known-pair recall must recover. A lone target gets a signature of its own; a `null_fraction`
+//!   of all perturbations has no effect at all (failed guides). Controls (`control_fraction` of
+//!   cells) are unperturbed.
 //! - **Library size** `ℓ_i = exp(N(library_log_mean, library_log_sd)) ·` batch factor, so the
 //!   expected total count of a cell is its library size.
 //! - **Counts**: negative binomial with one dispersion φ, the standard model of UMI counts, sampled
@@ -48,15 +49,15 @@
 //! `library_size_true`; `<out>.pairs.csv`, the module pairs in the EFAAR `entity1,entity2` format;
 //! `<out>.truth.json`, the config, modules and perturbations.
 
+pub mod cells;
 pub mod config;
 pub mod nb;
-pub mod truth;
-pub mod cells;
 pub mod pipeline;
+pub mod truth;
 pub mod write;
 
-pub use cells::{simulate_rows, CellLabels, CHUNK_ROWS};
+pub use cells::{CHUNK_ROWS, CellLabels, simulate_rows};
 pub use config::SimConfig;
 pub use pipeline::simulate_chunks;
 pub use truth::{Perturbation, SimTruth};
-pub use write::{obs_frame, pairs_path, simulate_to_h5ad, truth_path, var_frame, SimSummary, CONTROL_LABEL};
+pub use write::{CONTROL_LABEL, SimSummary, obs_frame, pairs_path, simulate_to_h5ad, truth_path, var_frame};

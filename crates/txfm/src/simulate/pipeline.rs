@@ -5,12 +5,12 @@
 //! reorder buffer, and memory stays at about two chunks per worker whatever `n_cells` is.
 
 use std::num::NonZeroUsize;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{Receiver, sync_channel};
 
-use super::cells::{simulate_rows, CellLabels, CHUNK_ROWS};
+use super::cells::{CHUNK_ROWS, CellLabels, simulate_rows};
 use super::truth::SimTruth;
-use crate::data::CsrChunk;
 use crate::Result;
+use crate::data::CsrChunk;
 
 /// Samples every cell in chunks of [`CHUNK_ROWS`] on all cores and calls `sink` with each chunk,
 /// in row order, on the calling thread. Stops at the first error `sink` returns.
@@ -55,7 +55,12 @@ mod tests {
     /// the data.
     #[test]
     fn chunks_arrive_in_order_and_match_sequential_sampling() {
-        let cfg = SimConfig { n_cells: 2 * CHUNK_ROWS + 100, n_genes: 60, n_perturbations: 30, ..SimConfig::tiny() };
+        let cfg = SimConfig {
+            n_cells: 2 * CHUNK_ROWS + 100,
+            n_genes: 60,
+            n_perturbations: 30,
+            ..SimConfig::tiny()
+        };
         let truth = SimTruth::new(&cfg).unwrap();
         let mut starts = Vec::new();
         let mut n_rows = 0;
@@ -78,7 +83,8 @@ mod tests {
 
     #[test]
     fn sink_error_stops_the_run() {
-        let cfg = SimConfig { n_cells: 3 * CHUNK_ROWS, n_genes: 60, n_perturbations: 30, ..SimConfig::tiny() };
+        let cfg =
+            SimConfig { n_cells: 3 * CHUNK_ROWS, n_genes: 60, n_perturbations: 30, ..SimConfig::tiny() };
         let truth = SimTruth::new(&cfg).unwrap();
         let mut calls = 0;
         let err = simulate_chunks(&truth, |_, _| {

@@ -2,12 +2,12 @@
 //! modules and what each perturbation does. Built once from the config (RNG stream 0 of the
 //! seed); every cell is then sampled from it independently.
 
-use rand::seq::{index, SliceRandom};
 use rand::Rng;
+use rand::seq::{SliceRandom, index};
 use rand_chacha::ChaCha8Rng;
 
-use super::cells::{normal, sim_rng};
 use super::SimConfig;
+use super::cells::{normal, sim_rng};
 use crate::Result;
 
 /// A latent factor with one activity per cell: a gene program or a module's co-expression.
@@ -61,9 +61,8 @@ pub struct SimTruth {
 
 impl SimTruth {
     /// Validates `config` and draws the truth from its seed.
-    pub fn new(config: &SimConfig) -> Result<Self> {
-        config.validate()?;
-        let cfg = config;
+    pub fn new(cfg: &SimConfig) -> Result<Self> {
+        cfg.validate()?;
         let mut rng = sim_rng(cfg.seed, 0);
         let n = cfg.n_genes;
 
@@ -92,15 +91,17 @@ impl SimTruth {
             });
         }
 
-        // Targets come from the more expressed half, as screens target expressed genes and a
-        // knockdown of a silent gene is invisible.
+        // Targets and responses come from the more expressed half: screens target expressed genes,
+        // and a change in a silent gene is invisible.
         let mut by_expression: Vec<u32> = (0..n as u32).collect();
         by_expression.sort_by(|&a, &b| baseline_log[b as usize].total_cmp(&baseline_log[a as usize]));
-        let mut pool = by_expression[..n - n / 2].to_vec();
+        let mut expressed = by_expression[..n - n / 2].to_vec();
+        expressed.sort_unstable();
+        let mut pool = expressed.clone();
         pool.shuffle(&mut rng);
         let targets = &pool[..cfg.n_perturbations];
         let modules: Vec<Vec<u32>> = targets[..cfg.n_module_genes()]
-            .chunks(cfg.module_size.max(1))
+            .chunks(cfg.module_size.max(1)) // chunks(0) panics even on an empty slice
             .map(|m| {
                 let mut m = m.to_vec();
                 m.sort_unstable();
@@ -116,7 +117,8 @@ impl SimTruth {
         }
 
         // What perturbing any member of a module does downstream, and its members' shared shift.
-        let module_response: Vec<Vec<(u32, f64)>> = modules.iter().map(|_| response(&mut rng, cfg)).collect();
+        let module_response: Vec<Vec<(u32, f64)>> =
+            modules.iter().map(|_| response(&mut rng, cfg, &expressed)).collect();
         let module_shift: Vec<f64> = modules
             .iter()
             .map(|_| if rng.random_bool(0.5) { cfg.module_shift } else { -cfg.module_shift })
@@ -132,19 +134,20 @@ impl SimTruth {
                 // Lone targets still get a signature, private to them, so they are no one's pair.
                 let signature = match module {
                     Some(m) => module_response[m].clone(),
-                    None => response(&mut rng, cfg),
+                    None => response(&mut rng, cfg, &expressed),
                 };
                 let active = null.binary_search(&(i as u32)).is_err();
-                let mut log_effects = Vec::new();
-                if active {
-                    log_effects = signature;
-                    log_effects.push((target, (1.0 - cfg.knockdown).ln()));
+                let log_effects = if active {
+                    let mut effects = signature;
+                    effects.push((target, (1.0 - cfg.knockdown).ln()));
                     if let Some(m) = module {
                         let others = modules[m].iter().filter(|&&g| g != target);
-                        log_effects.extend(others.map(|&g| (g, module_shift[m])));
+                        effects.extend(others.map(|&g| (g, module_shift[m])));
                     }
-                    log_effects = merge_by_gene(log_effects);
-                }
+                    merge_by_gene(effects)
+                } else {
+                    Vec::new()
+                };
                 Perturbation { target, module, active, log_effects }
             })
             .collect();
@@ -194,10 +197,10 @@ fn sorted_sample(rng: &mut ChaCha8Rng, length: usize, amount: usize) -> Vec<u32>
     v
 }
 
-/// A downstream response signature: random genes with normal log effects.
-fn response(rng: &mut ChaCha8Rng, cfg: &SimConfig) -> Vec<(u32, f64)> {
-    let genes = sorted_sample(rng, cfg.n_genes, cfg.n_response_genes);
-    genes.into_iter().map(|g| (g, cfg.response_sd * normal(rng))).collect()
+/// A downstream response signature: random genes of `pool` (sorted) with normal log effects.
+fn response(rng: &mut ChaCha8Rng, cfg: &SimConfig, pool: &[u32]) -> Vec<(u32, f64)> {
+    let picks = sorted_sample(rng, pool.len(), cfg.n_response_genes);
+    picks.into_iter().map(|i| (pool[i as usize], cfg.response_sd * normal(rng))).collect()
 }
 
 /// Sorts by gene and sums the effects on the same gene.

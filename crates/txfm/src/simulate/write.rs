@@ -1,20 +1,20 @@
 //! A simulation on disk: the `.h5ad` (raw counts, labels in `obs`, gene IDs in `var`), the true
 //! gene pairs as an EFAAR-style CSV and the truth as JSON beside it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::ProgressBar;
 use serde::Serialize;
 
+use super::SimConfig;
 use super::cells::CellLabels;
 use super::pipeline::simulate_chunks;
 use super::truth::SimTruth;
-use super::SimConfig;
+use crate::Result;
 use crate::data::h5ad::H5adWriter;
 use crate::data::{ObsColumn, ObsFrame};
-use crate::{Error, Result};
+use crate::atomic::write_atomic;
 
 /// The `obs['perturbation']` label of non-targeting control cells.
 pub const CONTROL_LABEL: &str = "control";
@@ -66,8 +66,8 @@ pub fn simulate_to_h5ad(cfg: &SimConfig, out: &Path, progress: &ProgressBar) -> 
     let truth = SimTruth::new(cfg)?;
     let pairs_csv = pairs_path(out);
     let truth_json = truth_path(out);
-    write_atomically(&pairs_csv, |f| write_pairs_csv(&truth, f))?;
-    write_atomically(&truth_json, |f| write_truth_json(&truth, &pairs_csv, f))?;
+    write_atomic(&pairs_csv, &pairs_csv_text(&truth))?;
+    write_atomic(&truth_json, &truth_json_text(&truth, &pairs_csv))?;
 
     progress.set_length(cfg.n_cells as u64);
     let mut writer = H5adWriter::create(out, &var_frame(&truth))?;
@@ -106,7 +106,7 @@ pub fn var_frame(truth: &SimTruth) -> ObsFrame {
 }
 
 /// `obs`: `perturbation` (target symbol or [`CONTROL_LABEL`]), `batch`, `is_control`,
-/// `cell_state`, `library_size_true`; names `cell0000001`…
+/// `cell_state`, `library_size_true`; names `cell0000`…, zero-padded to the digits of `n_cells`.
 pub fn obs_frame(truth: &SimTruth, labels: &[CellLabels]) -> ObsFrame {
     let width = labels.len().to_string().len();
     let perturbation_categories = std::iter::once(CONTROL_LABEL.to_string())
@@ -145,16 +145,16 @@ pub fn obs_frame(truth: &SimTruth, labels: &[CellLabels]) -> ObsFrame {
 }
 
 /// The EFAAR annotation format: header `entity1,entity2`, one ordered pair of symbols a line.
-pub fn write_pairs_csv(truth: &SimTruth, out: &mut impl Write) -> std::io::Result<()> {
-    writeln!(out, "entity1,entity2")?;
+fn pairs_csv_text(truth: &SimTruth) -> String {
+    let mut csv = String::from("entity1,entity2\n");
     for (a, b) in truth.pairs() {
-        writeln!(out, "{},{}", truth.gene_symbols[a as usize], truth.gene_symbols[b as usize])?;
+        csv.push_str(&format!("{},{}\n", truth.gene_symbols[a as usize], truth.gene_symbols[b as usize]));
     }
-    Ok(())
+    csv
 }
 
 /// The config, the modules and every perturbation's target, module and activity, by symbol.
-fn write_truth_json(truth: &SimTruth, pairs_csv: &Path, out: &mut impl Write) -> std::io::Result<()> {
+fn truth_json_text(truth: &SimTruth, pairs_csv: &Path) -> String {
     #[derive(Serialize)]
     struct PerturbationJson<'a> {
         target: &'a str,
@@ -176,19 +176,7 @@ fn write_truth_json(truth: &SimTruth, pairs_csv: &Path, out: &mut impl Write) ->
         }).collect::<Vec<_>>(),
         "batch_library_factor": truth.batch_library_factor,
     });
-    serde_json::to_writer_pretty(&mut *out, &json)?;
-    writeln!(out)
-}
-
-/// Writes `path` through a temporary file in the same folder, renamed into place when complete.
-fn write_atomically(path: &Path, fill: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    let mut buf = std::io::BufWriter::new(tmp.as_file());
-    fill(&mut buf).and_then(|()| buf.flush()).map_err(|e| Error::io(path, e))?;
-    drop(buf);
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    serde_json::to_string_pretty(&json).expect("a JSON value always serialises") + "\n"
 }
 
 #[cfg(test)]
@@ -203,9 +191,7 @@ mod tests {
     #[test]
     fn pairs_csv_lists_exactly_the_module_pairs() {
         let truth = SimTruth::new(&SimConfig::tiny()).unwrap();
-        let mut csv = Vec::new();
-        write_pairs_csv(&truth, &mut csv).unwrap();
-        let csv = String::from_utf8(csv).unwrap();
+        let csv = pairs_csv_text(&truth);
         let mut lines = csv.lines();
         assert_eq!(lines.next(), Some("entity1,entity2"));
         let listed: Vec<(String, String)> =
@@ -214,7 +200,10 @@ mod tests {
         for m in &truth.modules {
             for &a in m {
                 for &b in m.iter().filter(|&&b| b != a) {
-                    expected.insert((truth.gene_symbols[a as usize].clone(), truth.gene_symbols[b as usize].clone()));
+                    expected.insert((
+                        truth.gene_symbols[a as usize].clone(),
+                        truth.gene_symbols[b as usize].clone(),
+                    ));
                 }
             }
         }
@@ -237,7 +226,10 @@ mod tests {
                 Some(p) => truth.gene_symbols[truth.perturbations[p as usize].target as usize].clone(),
             };
             assert_eq!(perturbation.get_str(i).unwrap(), expected);
-            assert_eq!(obs.column("is_control").unwrap().get_str(i).unwrap(), l.perturbation.is_none().to_string());
+            assert_eq!(
+                obs.column("is_control").unwrap().get_str(i).unwrap(),
+                l.perturbation.is_none().to_string()
+            );
             assert_eq!(obs.column("batch").unwrap().get_str(i).unwrap(), format!("batch{}", l.batch));
         }
     }
@@ -253,7 +245,8 @@ mod tests {
         assert_eq!(summary.truth_json, dir.path().join("sim.truth.json"));
         assert_eq!(summary.n_pairs, 6 * 4 * 3);
         assert_eq!(std::fs::read_to_string(&summary.pairs_csv).unwrap().lines().count(), 1 + summary.n_pairs);
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary.truth_json).unwrap()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&summary.truth_json).unwrap()).unwrap();
         assert_eq!(json["modules"].as_array().unwrap().len(), cfg.n_modules);
         assert_eq!(json["perturbations"].as_array().unwrap().len(), cfg.n_perturbations);
 
@@ -264,7 +257,10 @@ mod tests {
         assert_eq!(source.var_names(), &truth.gene_symbols[..]);
         assert_eq!(source.obs(), &obs_frame(&truth, &labels));
         let back = source.read_rows(0, cfg.n_cells).unwrap();
-        assert_eq!((back.indptr, back.indices, back.data), (expected.indptr, expected.indices, expected.data));
+        assert_eq!(
+            (&back.indptr, &back.indices, &back.data),
+            (&expected.indptr, &expected.indices, &expected.data)
+        );
 
         let py = crate::testing::run_python(
             "import anndata, sys\n\

@@ -13,7 +13,7 @@ use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::hdf::At;
-use super::read::Sparse;
+use super::read::{Sparse, read_indices, read_values};
 use crate::{Error, Result};
 
 /// Bytes per stored entry: row (`u32`), column (`u32`), value (`f32`), little-endian.
@@ -25,7 +25,7 @@ pub struct CscConfig {
     /// Transpose in memory up to this many stored values (12 bytes each, so the default 2^24 is
     /// about 200 MB); beyond it the transposed matrix goes to a temporary file.
     pub max_in_memory_nnz: usize,
-    /// Entries read or sorted at once while transposing; bounds its memory (about 24 bytes each).
+    /// Entries read or sorted at once while transposing; bounds its memory (about 30 bytes each).
     pub block_nnz: usize,
     /// Folder for the temporary file; default: the system's (`TMPDIR`, else `/tmp`).
     pub spill_dir: Option<PathBuf>,
@@ -58,10 +58,10 @@ impl TransposedCsc {
         let block = cfg.block_nnz.max(1) as u64;
         let col_blocks = blocks(&col_ptr, block);
         let read_rows = |a: u64, b: u64| {
-            let rows = m.indices.read_slice_1d::<u32, _>(a as usize..b as usize).at(path, &format!("{name}/indices"))?;
+            let rows = read_indices(&m.indices, a as usize..b as usize).at(path, &format!("{name}/indices"))?;
             match rows.iter().find(|&&r| r as usize >= n_obs) {
                 Some(r) => Err(Error::format(path, format!("{name}: row index {r} out of range for {n_obs} rows"))),
-                None => Ok(rows.into_raw_vec_and_offset().0),
+                None => Ok(rows),
             }
         };
 
@@ -76,8 +76,7 @@ impl TransposedCsc {
             indptr[i + 1] += indptr[i];
         }
 
-        let spill_dir = (nnz > cfg.max_in_memory_nnz)
-            .then(|| cfg.spill_dir.clone().unwrap_or_else(std::env::temp_dir));
+        let spill_dir = (nnz > cfg.max_in_memory_nnz).then(|| cfg.spill_dir.clone().unwrap_or_else(std::env::temp_dir));
         let mut store: Box<dyn Store> = match &spill_dir {
             None => Box::new(Cursor::new(vec![0u8; nnz * RECORD])),
             Some(dir) => Box::new(tempfile::tempfile_in(dir).map_err(|e| Error::io(dir, e))?),
@@ -95,7 +94,7 @@ impl TransposedCsc {
         for &(c0, c1) in &col_blocks {
             let (a, b) = (col_ptr[c0], col_ptr[c1]);
             let rows = read_rows(a, b)?;
-            let vals = m.data.read_slice_1d::<f32, _>(a as usize..b as usize).at(path, &format!("{name}/data"))?;
+            let vals = read_values(&m.data, a as usize..b as usize).at(path, &format!("{name}/data"))?;
             let dest: Vec<usize> = rows.iter().map(|&r| starts.partition_point(|&s| s <= r as usize) - 1).collect();
             let mut at = vec![0usize; row_blocks.len() + 1];
             for &d in &dest {
@@ -151,13 +150,15 @@ impl TransposedCsc {
     }
 
     /// Rows `start..end` as CSR slices: `(indptr [end - start + 1] from 0, indices, values)`.
-    pub(super) fn read_rows(&mut self, start: usize, end: usize, path: &Path) -> Result<(Vec<u64>, Vec<u32>, Vec<f32>)> {
+    pub(super) fn read_rows(
+        &mut self,
+        start: usize,
+        end: usize,
+        path: &Path,
+    ) -> Result<(Vec<u64>, Vec<u32>, Vec<f32>)> {
         let (a, b) = (self.indptr[start], self.indptr[end]);
         let mut buf = vec![0u8; (b - a) as usize * RECORD];
-        let io = self
-            .store
-            .seek(SeekFrom::Start(a * RECORD as u64))
-            .and_then(|_| self.store.read_exact(&mut buf));
+        let io = self.store.seek(SeekFrom::Start(a * RECORD as u64)).and_then(|_| self.store.read_exact(&mut buf));
         io.map_err(|e| match &self.spill_dir {
             Some(dir) => Error::io(dir, e),
             None => Error::format(path, format!("reading the transposed matrix: {e}")),
@@ -172,15 +173,14 @@ impl TransposedCsc {
 
 /// Checks a compressed pointer array: starts at 0, never decreases, ends at `nnz`.
 pub(super) fn check_ptr(ptr: &[u64], nnz: usize, path: &Path, name: &str) -> Result<()> {
-    let ok = ptr.first() == Some(&0)
-        && ptr.last() == Some(&(nnz as u64))
-        && ptr.windows(2).all(|w| w[0] <= w[1]);
+    let ok = ptr.first() == Some(&0) && ptr.last() == Some(&(nnz as u64)) && ptr.windows(2).all(|w| w[0] <= w[1]);
     if ok {
         Ok(())
     } else {
-        Err(Error::format(path, format!(
-            "{name}/indptr is not a valid pointer array for {nnz} stored values (must rise from 0 to {nnz})"
-        )))
+        Err(Error::format(
+            path,
+            format!("{name}/indptr is not a valid pointer array for {nnz} stored values (must rise from 0 to {nnz})"),
+        ))
     }
 }
 

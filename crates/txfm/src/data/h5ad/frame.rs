@@ -30,9 +30,7 @@ fn read_group_frame(group: &Group, name: &str, path: &Path) -> Result<(ObsFrame,
     let index = read_column(group, &index_key)
         .map_err(|why| Error::format(path, format!("{name}: cannot read the index `{name}/{index_key}`: {why}")))?;
     let names = (0..index.len())
-        .map(|i| {
-            index.get_str(i).ok_or_else(|| Error::format(path, format!("{name}: index entry {i} is missing")))
-        })
+        .map(|i| index.get_str(i).ok_or_else(|| Error::format(path, format!("{name}: index entry {i} is missing"))))
         .collect::<Result<Vec<_>>>()?;
 
     let keys = match group.attr("column-order") {
@@ -53,11 +51,7 @@ fn read_group_frame(group: &Group, name: &str, path: &Path) -> Result<(ObsFrame,
     for key in keys {
         match read_column(group, &key) {
             Ok(col) if col.len() == frame.n_obs() => frame.columns.push((key, col)),
-            Ok(col) => warnings.push(format!(
-                "{name}/{key}: skipped: {} values for {} rows",
-                col.len(),
-                frame.n_obs()
-            )),
+            Ok(col) => warnings.push(format!("{name}/{key}: skipped: {} values for {} rows", col.len(), frame.n_obs())),
             Err(why) => warnings.push(format!("{name}/{key}: skipped: {why}")),
         }
     }
@@ -114,10 +108,15 @@ fn read_categorical(g: &Group) -> Result<ObsColumn, String> {
 fn read_labels(ds: &Dataset) -> Result<Vec<String>, String> {
     match read_array(ds)? {
         ObsColumn::Str(v) => Ok(v),
-        ObsColumn::Int(v) => Ok(v.iter().map(i64::to_string).collect()),
-        ObsColumn::Float(v) => Ok(v.iter().map(f64::to_string).collect()),
-        ObsColumn::Bool(v) => Ok(v.iter().map(|b| if *b { "True" } else { "False" }.to_string()).collect()),
-        ObsColumn::Categorical { .. } => Err("nested categorical categories".to_string()),
+        values => Ok((0..values.len()).map(|i| label(&values, i)).collect()),
+    }
+}
+
+/// Value `i` of a plain column as a category label, bools spelled as pandas prints them.
+fn label(values: &ObsColumn, i: usize) -> String {
+    match values {
+        ObsColumn::Bool(v) => if v[i] { "True" } else { "False" }.to_string(),
+        _ => values.get_str(i).unwrap_or_default(),
     }
 }
 
@@ -145,7 +144,7 @@ fn read_nullable(g: &Group) -> Result<ObsColumn, String> {
         let v = v.iter().zip(&mask).map(|(&x, &m)| if m { f64::NAN } else { x as f64 }).collect();
         return Ok(ObsColumn::Float(v));
     }
-    let text: Vec<String> = (0..values.len()).map(|i| values.get_str(i).unwrap_or_default()).collect();
+    let text: Vec<String> = (0..values.len()).map(|i| label(&values, i)).collect();
     let mut categories: Vec<String> = text.iter().zip(&mask).filter(|(_, m)| !**m).map(|(t, _)| t.clone()).collect();
     categories.sort();
     categories.dedup();

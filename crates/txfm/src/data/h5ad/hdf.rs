@@ -36,8 +36,7 @@ pub(super) fn exists(group: &Group, path: &str) -> bool {
     match path.split_once('/') {
         None => member_kind(group, path).is_some(),
         Some((head, rest)) => {
-            member_kind(group, head) == Some(LocationType::Group)
-                && group.group(head).is_ok_and(|g| exists(&g, rest))
+            member_kind(group, head) == Some(LocationType::Group) && group.group(head).is_ok_and(|g| exists(&g, rest))
         }
     }
 }
@@ -68,9 +67,7 @@ pub(super) fn read_strings(c: &Container) -> hdf5::Result<Vec<String>> {
         TypeDescriptor::VarLenUnicode => {
             Ok(c.read_raw::<VarLenUnicode>()?.iter().map(|s| lossy(s.as_bytes())).collect())
         }
-        TypeDescriptor::VarLenAscii => {
-            Ok(c.read_raw::<VarLenAscii>()?.iter().map(|s| lossy(s.as_bytes())).collect())
-        }
+        TypeDescriptor::VarLenAscii => Ok(c.read_raw::<VarLenAscii>()?.iter().map(|s| lossy(s.as_bytes())).collect()),
         TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
             Ok(fixed_strings(&read_bytes(c, &c.dtype()?)?, n))
         }

@@ -10,7 +10,7 @@ use hdf5::{Dataset, File, Group, H5Type};
 use ndarray::ArrayView2;
 use tempfile::TempPath;
 
-use super::hdf::{set_encoding, set_str_attr, At};
+use super::hdf::{At, set_encoding, set_str_attr};
 use crate::data::{CsrChunk, ObsColumn, ObsFrame};
 use crate::{Error, Result};
 
@@ -57,20 +57,11 @@ impl H5adWriter {
     /// half-written is ever left at `path`). `var.names` are var_names; `var.columns` become var
     /// columns.
     pub fn create(path: &Path, var: &ObsFrame) -> Result<Self> {
-        let name = path
-            .file_name()
-            .ok_or_else(|| Error::format(path, "not a file path"))?
-            .to_string_lossy()
-            .into_owned();
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".partial")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(path, e))?
-            .into_temp_path();
+        let tmp = crate::atomic::temp_file_beside(path)?.into_temp_path();
         check_frame(var, "var", path)?;
-        let file = File::create(&tmp).at(path, "creating the file")?;
+        // No HDF5 file lock: see `H5adSource` for why one would outlive this writer.
+        let file =
+            File::with_options().with_fapl(|p| p.file_locking(false)).create(&tmp).at(path, "creating the file")?;
         write_frame(&file, "var", var).at(path, "var")?;
         dict_group(&file, "obsm").at(path, "obsm")?;
         Ok(H5adWriter { path: path.to_path_buf(), file, n_vars: var.n_obs(), x: None, obsm: Vec::new(), tmp })
@@ -81,20 +72,23 @@ impl H5adWriter {
     pub fn append_x(&mut self, chunk: &CsrChunk) -> Result<()> {
         let path = &self.path;
         if chunk.n_cols != self.n_vars {
-            return Err(Error::format(path, format!(
-                "X: chunk has {} columns but var has {} genes",
-                chunk.n_cols, self.n_vars
-            )));
+            return Err(Error::format(
+                path,
+                format!("X: chunk has {} columns but var has {} genes", chunk.n_cols, self.n_vars),
+            ));
         }
         let x = match &mut self.x {
             Some(x) => x,
             None => self.x.insert(XArrays::create(&self.file, self.n_vars).at(path, "X")?),
         };
         if chunk.row_start != x.n_rows {
-            return Err(Error::format(path, format!(
-                "X: rows must be appended in order: expected a chunk starting at row {}, got {}",
-                x.n_rows, chunk.row_start
-            )));
+            return Err(Error::format(
+                path,
+                format!(
+                    "X: rows must be appended in order: expected a chunk starting at row {}, got {}",
+                    x.n_rows, chunk.row_start
+                ),
+            ));
         }
         if chunk.indptr.first() != Some(&0) || chunk.indptr.last() != Some(&(chunk.nnz() as u64)) {
             return Err(Error::format(path, "X: chunk indptr does not run from 0 to its number of values"));
@@ -113,7 +107,7 @@ impl H5adWriter {
         if key.is_empty() || key.contains('/') {
             return Err(Error::format(path, format!("obsm key `{key}` must be non-empty and contain no `/`")));
         }
-        if dim == 0 || rows.len() % dim != 0 {
+        if dim == 0 || !rows.len().is_multiple_of(dim) {
             return Err(Error::format(path, format!("{what}: {} values are not rows of width {dim}", rows.len())));
         }
         let i = match self.obsm.iter().position(|o| o.key == key) {
@@ -121,12 +115,8 @@ impl H5adWriter {
             None => {
                 let chunk_rows = (OBSM_CHUNK_VALUES / dim).max(1);
                 let obsm = self.file.group("obsm").at(path, "obsm")?;
-                let ds = obsm
-                    .new_dataset::<f32>()
-                    .chunk((chunk_rows, dim))
-                    .shape((0.., dim))
-                    .create(key)
-                    .at(path, &what)?;
+                let ds =
+                    obsm.new_dataset::<f32>().chunk((chunk_rows, dim)).shape((0.., dim)).create(key).at(path, &what)?;
                 set_encoding(&ds, "array", "0.2.0").at(path, &what)?;
                 self.obsm.push(Obsm { key: key.to_string(), ds, dim, n_rows: 0 });
                 self.obsm.len() - 1
@@ -148,7 +138,8 @@ impl H5adWriter {
     /// Writes obs (names + columns), checks that X (if any rows were appended) and every obsm have
     /// `obs.n_obs()` rows, adds the root attributes and the empty `uns`, `layers`, `obsp`, `varm`
     /// and `varp` groups anndata writes, then renames the file into place. Without appended X rows
-    /// the file has no `X`, which anndata reads as `X = None` with `var` intact.
+    /// the file has no `X`, which anndata reads as `X = None` with `var` intact. A file already at
+    /// `path` is replaced.
     pub fn finish(self, obs: &ObsFrame) -> Result<()> {
         let path = &self.path;
         let n = obs.n_obs();
@@ -157,11 +148,7 @@ impl H5adWriter {
             if x.n_rows != n {
                 return Err(Error::format(path, format!("X has {} rows but obs has {n}", x.n_rows)));
             }
-            x.group
-                .new_attr_builder()
-                .with_data(&[n as i64, self.n_vars as i64])
-                .create("shape")
-                .at(path, "X")?;
+            x.group.new_attr_builder().with_data(&[n as i64, self.n_vars as i64]).create("shape").at(path, "X")?;
         }
         if let Some(o) = self.obsm.iter().find(|o| o.n_rows != n) {
             return Err(Error::format(path, format!("obsm/{} has {} rows but obs has {n}", o.key, o.n_rows)));
@@ -186,11 +173,8 @@ impl XArrays {
         let group = file.create_group("X")?;
         set_encoding(&group, "csr_matrix", "0.1.0")?;
         let data = group.new_dataset::<f32>().chunk(X_CHUNK).shape(0..).create("data")?;
-        let indices = if i32::try_from(n_vars).is_ok() {
-            group.new_dataset::<i32>()
-        } else {
-            group.new_dataset::<i64>()
-        };
+        let indices =
+            if i32::try_from(n_vars).is_ok() { group.new_dataset::<i32>() } else { group.new_dataset::<i64>() };
         let indices = indices.chunk(X_CHUNK).shape(0..).create("indices")?;
         let indptr = group.new_dataset::<i64>().chunk(X_CHUNK).shape(1..).create("indptr")?;
         indptr.write_slice(&[0i64], 0..1)?;
@@ -223,14 +207,13 @@ impl XArrays {
 fn check_frame(frame: &ObsFrame, what: &str, path: &Path) -> Result<()> {
     for (i, (key, col)) in frame.columns.iter().enumerate() {
         if col.len() != frame.n_obs() {
-            return Err(Error::format(path, format!(
-                "{what}/{key}: {} values for {} rows",
-                col.len(),
-                frame.n_obs()
-            )));
+            return Err(Error::format(path, format!("{what}/{key}: {} values for {} rows", col.len(), frame.n_obs())));
         }
         if key == "_index" || key.contains('/') || frame.columns[..i].iter().any(|(k, _)| k == key) {
-            return Err(Error::format(path, format!("{what}: column name `{key}` is reserved, repeated or contains `/`")));
+            return Err(Error::format(
+                path,
+                format!("{what}: column name `{key}` is reserved, repeated or contains `/`"),
+            ));
         }
     }
     Ok(())
@@ -295,7 +278,5 @@ fn write_strings(parent: &Group, name: &str, values: &[String]) -> hdf5::Result<
 }
 
 fn vlen<'a>(values: impl Iterator<Item = &'a str>) -> hdf5::Result<Vec<VarLenUnicode>> {
-    values
-        .map(|s| VarLenUnicode::from_str(s).map_err(|e| hdf5::Error::from(format!("text {s:?}: {e}"))))
-        .collect()
+    values.map(|s| VarLenUnicode::from_str(s).map_err(|e| hdf5::Error::from(format!("text {s:?}: {e}")))).collect()
 }

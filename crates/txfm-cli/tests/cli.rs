@@ -1,0 +1,69 @@
+//! End-to-end: the real `txfm` binary on files in a temp dir.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn txfm(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_txfm")).args(args).current_dir(cwd).output().expect("txfm runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn quickstart_runs_the_pipeline_and_writes_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = txfm(&["quickstart", "--preset", "tiny", "--out", "qs"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let qs = dir.path().join("qs");
+    let report = std::fs::read_to_string(qs.join("report.md")).unwrap();
+    assert!(report.contains("2000 cells × 500 genes"), "{report}");
+    assert!(report.contains("| sim "), "{report}");
+    for f in ["sim.h5ad", "sim.pairs.csv", "sim.truth.json", "corpus.toml", "corpus/corpus.json"] {
+        assert!(qs.join(f).exists(), "{f} missing");
+    }
+    // The corpus it built is readable by the stats command, and a re-run replaces it cleanly.
+    let s = txfm(&["corpus", "stats", "qs/corpus"], dir.path());
+    assert!(s.status.success() && text(&s).contains("union"), "{}", text(&s));
+    let again = txfm(&["quickstart", "--preset", "tiny", "--out", "qs"], dir.path());
+    assert!(again.status.success(), "{}", text(&again));
+}
+
+#[test]
+fn simulate_writes_an_h5ad_that_anndata_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = txfm(&["simulate", "--preset", "tiny", "--cells", "300", "--out", "s.h5ad"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let py = txfm::testing::run_python(
+        "import sys, anndata; a = anndata.read_h5ad(sys.argv[1]); \
+         print(a.n_obs, a.n_vars, sorted(a.obs['perturbation'].cat.categories)[:1], 'gene_ids' in a.var)",
+        &[dir.path().join("s.h5ad").to_str().unwrap()],
+    );
+    let py = py.trim();
+    assert!(py.starts_with("300 500 [") && py.ends_with("] True"), "{py}");
+}
+
+#[test]
+fn bad_inputs_fail_with_the_file_named_and_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    // A manifest pointing at a missing file.
+    std::fs::write(dir.path().join("m.toml"), "[[dataset]]\nname = 'x'\npath = 'missing.h5ad'\n").unwrap();
+    let o = txfm(&["corpus", "build", "--manifest", "m.toml", "--out", "c"], dir.path());
+    assert!(!o.status.success());
+    assert!(text(&o).contains("missing.h5ad") && text(&o).contains("no such file"), "{}", text(&o));
+    assert!(!dir.path().join("c").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "only the manifest remains: {leftovers:?}");
+
+    // A z-scored matrix is refused by name.
+    let z = txfm::testing::shared_data("expression/10x_pbmc68k_reduced.h5ad");
+    let o = txfm(&["inspect", z.to_str().unwrap()], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("10x_pbmc68k_reduced.h5ad: X does not hold raw counts"), "{}", text(&o));
+
+    // A file that is not HDF5 at all.
+    std::fs::write(dir.path().join("fake.h5ad"), "not hdf5").unwrap();
+    let o = txfm(&["inspect", "fake.h5ad"], dir.path());
+    assert!(!o.status.success() && text(&o).contains("fake.h5ad"), "{}", text(&o));
+}

@@ -1,0 +1,74 @@
+//! Outputs appear complete or not at all: each is written beside its destination under a hidden
+//! temporary name and renamed into place. Temporaries are created with the permissions a plain
+//! create would give (0666/0777 minus the umask), not tempfile's private 0600/0700, so a finished
+//! h5ad or corpus is as readable by the user's group as the output of any other tool.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use tempfile::{NamedTempFile, TempDir};
+
+use crate::{Error, Result};
+
+fn parent_and_name(path: &Path) -> Result<(&Path, String)> {
+    let name = path.file_name().ok_or_else(|| Error::format(path, "not a file path"))?.to_string_lossy().into_owned();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Ok((dir, name))
+}
+
+/// A temporary file beside `path` (`.<name>.XXXX.partial`), removed on drop unless persisted.
+pub fn temp_file_beside(path: &Path) -> Result<NamedTempFile> {
+    let (dir, name) = parent_and_name(path)?;
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))
+}
+
+/// A temporary folder beside `path`, removed on drop unless kept.
+pub fn temp_dir_beside(path: &Path) -> Result<TempDir> {
+    let (dir, name) = parent_and_name(path)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .permissions(std::fs::Permissions::from_mode(0o777))
+        .tempdir_in(dir)
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Writes `path` through `write`, atomically.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<()> {
+    let mut tmp = temp_file_beside(path)?;
+    write(tmp.as_file_mut()).and_then(|()| tmp.as_file_mut().flush()).map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Writes `text` to `path`, atomically.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    write_atomic_with(path, |f| f.write_all(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_get_ordinary_permissions_and_no_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        write_atomic(&p, "hi").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "hi");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_ne!(mode & 0o044, 0, "group/other can read, as with File::create under a usual umask: {mode:o}");
+        let failed = write_atomic_with(&dir.path().join("b.txt"), |_| Err(std::io::Error::other("boom")));
+        assert!(failed.unwrap_err().to_string().contains("b.txt: boom"));
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("a.txt")]);
+    }
+}
