@@ -13,4 +13,4 @@ pub mod genes;
 
 pub use matrix::CsrChunk;
 pub use obs::{ObsColumn, ObsFrame};
-pub use source::{open_source, ExpressionSource, SourceFormat, SourceOptions};
+pub use source::{open_source, ExpressionSource, SourceFormat, SourceMeta, SourceOptions};

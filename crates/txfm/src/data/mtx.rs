@@ -12,7 +12,7 @@ use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::table::open_text;
-use crate::data::{CsrChunk, ExpressionSource, ObsFrame};
+use crate::data::{CsrChunk, ExpressionSource, ObsFrame, SourceMeta};
 use crate::{Error, Result};
 
 /// Non-zeros held in memory before spilling to a temporary file: 2^28 (2 GiB), about 70k cells
@@ -26,16 +26,11 @@ const GENE_EXPRESSION: &str = "Gene Expression";
 /// An MTX triple opened for row (cell) reads.
 #[derive(Debug)]
 pub struct MtxSource {
-    /// What the user named: the folder or the `.mtx` file.
-    path: PathBuf,
-    /// File name of the matrix, for messages.
-    matrix_name: String,
-    /// First column of the gene list. `[n_vars]`
-    var_names: Vec<String>,
+    /// Path = what the user named (the folder or the `.mtx` file); matrix name = the matrix's
+    /// file name; var names = the gene list's first column; obs names = barcodes.
+    meta: SourceMeta,
     /// Second column of the gene list, where it has one (symbols when IDs come first). `[n_vars]`
     var_symbols: Option<Vec<String>>,
-    /// Names = barcodes.
-    obs: ObsFrame,
     /// Cell `i` holds entries `indptr[i]..indptr[i + 1]`. `[n_obs + 1]`
     indptr: Vec<u64>,
     entries: Entries,
@@ -88,14 +83,16 @@ impl MtxSource {
         let layout = Layout { genes_by_cells, keep, n_cells: barcodes.len() };
         let (indptr, entries) = load_entries(&files.matrix, &header, &layout, max_in_memory_nnz)?;
         Ok(MtxSource {
-            path: path.to_path_buf(),
-            matrix_name: file_name(&files.matrix),
-            var_names,
-            var_symbols,
-            obs: ObsFrame {
-                names: barcodes.into_iter().map(|mut b| b.swap_remove(0)).collect(),
-                columns: Vec::new(),
+            meta: SourceMeta {
+                path: path.to_path_buf(),
+                matrix_name: file_name(&files.matrix),
+                var_names,
+                obs: ObsFrame {
+                    names: barcodes.into_iter().map(|mut b| b.swap_remove(0)).collect(),
+                    columns: Vec::new(),
+                },
             },
+            var_symbols,
             indptr,
             entries,
         })
@@ -107,32 +104,16 @@ impl MtxSource {
     }
 
     fn spill_error(&self, e: std::io::Error) -> Error {
-        Error::format(&self.path, format!("temporary file holding the matrix: {e}"))
+        Error::format(&self.meta.path, format!("temporary file holding the matrix: {e}"))
     }
 }
 
 impl ExpressionSource for MtxSource {
-    fn path(&self) -> &Path {
-        &self.path
+    fn meta(&self) -> &SourceMeta {
+        &self.meta
     }
-    fn matrix_name(&self) -> &str {
-        &self.matrix_name
-    }
-    fn n_obs(&self) -> usize {
-        self.obs.n_obs()
-    }
-    fn n_vars(&self) -> usize {
-        self.var_names.len()
-    }
-    fn var_names(&self) -> &[String] {
-        &self.var_names
-    }
-    fn obs(&self) -> &ObsFrame {
-        &self.obs
-    }
-    fn read_rows(&mut self, start: usize, end: usize) -> Result<CsrChunk> {
-        let end = end.min(self.n_obs());
-        let start = start.min(end);
+
+    fn read_range(&mut self, start: usize, end: usize) -> Result<CsrChunk> {
         let base = self.indptr[start];
         let entries = self.entries.read(base, self.indptr[end]).map_err(|e| self.spill_error(e))?;
         let mut chunk = CsrChunk::new(start, self.n_vars());

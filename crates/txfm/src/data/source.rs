@@ -8,20 +8,48 @@ use serde::{Deserialize, Serialize};
 use super::{CsrChunk, ObsFrame};
 use crate::{Error, Result};
 
+/// What a source knows besides its matrix: read whole at open (O(n_obs + n_vars) names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceMeta {
+    /// The file or folder read.
+    pub path: PathBuf,
+    /// The matrix read, for messages: `X`, `layers/counts`, `raw/X`, `matrix.mtx`, `table`.
+    pub matrix_name: String,
+    /// Gene identifiers as found in the file (before harmonisation). `[n_vars]`
+    pub var_names: Vec<String>,
+    /// Sample names and metadata. `n_obs` rows.
+    pub obs: ObsFrame,
+}
+
 /// A samples × genes expression matrix on disk, streamed in row chunks.
 pub trait ExpressionSource: Send {
-    /// The file or folder read.
-    fn path(&self) -> &Path;
-    /// The matrix read, for messages: `X`, `layers/counts`, `raw/X`, `matrix.mtx`, `table`.
-    fn matrix_name(&self) -> &str;
-    fn n_obs(&self) -> usize;
-    fn n_vars(&self) -> usize;
-    /// Gene identifiers as found in the file (before harmonisation). `[n_vars]`
-    fn var_names(&self) -> &[String];
-    /// Sample names and metadata. `n_obs` rows.
-    fn obs(&self) -> &ObsFrame;
+    fn meta(&self) -> &SourceMeta;
+    /// Rows `start..end`, with `start <= end <= n_obs`, as CSR with zeros dropped.
+    fn read_range(&mut self, start: usize, end: usize) -> Result<CsrChunk>;
+
+    fn path(&self) -> &Path {
+        &self.meta().path
+    }
+    fn matrix_name(&self) -> &str {
+        &self.meta().matrix_name
+    }
+    fn n_obs(&self) -> usize {
+        self.meta().obs.n_obs()
+    }
+    fn n_vars(&self) -> usize {
+        self.meta().var_names.len()
+    }
+    fn var_names(&self) -> &[String] {
+        &self.meta().var_names
+    }
+    fn obs(&self) -> &ObsFrame {
+        &self.meta().obs
+    }
     /// Rows `start..end` (clamped to `n_obs`) as CSR with zeros dropped.
-    fn read_rows(&mut self, start: usize, end: usize) -> Result<CsrChunk>;
+    fn read_rows(&mut self, start: usize, end: usize) -> Result<CsrChunk> {
+        let end = end.min(self.n_obs());
+        self.read_range(start.min(end), end)
+    }
 }
 
 /// Input formats txfm reads.

@@ -4,18 +4,17 @@
 //! memory as sparse samples × genes rows.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::data::{CsrChunk, ExpressionSource, ObsFrame};
+use crate::data::{CsrChunk, ExpressionSource, ObsFrame, SourceMeta};
 use crate::{Error, Result};
 
 /// A table read whole at open: `n_obs` samples × `n_vars` genes, whichever way the file lays
 /// them out.
 #[derive(Debug)]
 pub struct TableSource {
-    path: PathBuf,
-    var_names: Vec<String>,
-    obs: ObsFrame,
+    /// Matrix name `table`; obs names from the header (or first column, genes as columns).
+    meta: SourceMeta,
     /// All samples as one CSR block. `[n_obs, n_vars]`
     matrix: CsrChunk,
 }
@@ -124,9 +123,12 @@ impl TableSource {
             (row_names, col_names, transpose(&cells_by_row))
         };
         Ok(TableSource {
-            path: path.to_path_buf(),
-            var_names,
-            obs: ObsFrame { names: obs_names, columns: Vec::new() },
+            meta: SourceMeta {
+                path: path.to_path_buf(),
+                matrix_name: "table".to_string(),
+                var_names,
+                obs: ObsFrame { names: obs_names, columns: Vec::new() },
+            },
             matrix,
         })
     }
@@ -166,27 +168,11 @@ fn read_text(path: &Path) -> Result<String> {
 }
 
 impl ExpressionSource for TableSource {
-    fn path(&self) -> &Path {
-        &self.path
+    fn meta(&self) -> &SourceMeta {
+        &self.meta
     }
-    fn matrix_name(&self) -> &str {
-        "table"
-    }
-    fn n_obs(&self) -> usize {
-        self.obs.n_obs()
-    }
-    fn n_vars(&self) -> usize {
-        self.var_names.len()
-    }
-    fn var_names(&self) -> &[String] {
-        &self.var_names
-    }
-    fn obs(&self) -> &ObsFrame {
-        &self.obs
-    }
-    fn read_rows(&mut self, start: usize, end: usize) -> Result<CsrChunk> {
-        let end = end.min(self.n_obs());
-        let start = start.min(end);
+
+    fn read_range(&mut self, start: usize, end: usize) -> Result<CsrChunk> {
         let mut chunk = CsrChunk::new(start, self.n_vars());
         for i in start..end {
             let (idx, val) = self.matrix.row(i);

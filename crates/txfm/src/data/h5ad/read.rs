@@ -4,7 +4,7 @@
 //! (see [`super::csc`]).
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 use hdf5::{Dataset, File, LocationType};
@@ -12,7 +12,7 @@ use hdf5::{Dataset, File, LocationType};
 use super::csc::{CscConfig, TransposedCsc, check_ptr};
 use super::frame::read_frame;
 use super::hdf::{self, At};
-use crate::data::{CsrChunk, ExpressionSource, ObsColumn, ObsFrame, SourceOptions};
+use crate::data::{CsrChunk, ExpressionSource, ObsColumn, ObsFrame, SourceMeta, SourceOptions};
 use crate::{Error, Result};
 
 /// HDF5's chunk cache is turned off: a cached chunk is copied twice (file to cache to buffer), which
@@ -68,11 +68,7 @@ enum Stored {
 ///
 /// [`H5adWriter`]: super::H5adWriter
 pub struct H5adSource {
-    path: PathBuf,
-    matrix_name: String,
-    n_obs: usize,
-    var_names: Vec<String>,
-    obs: ObsFrame,
+    meta: SourceMeta,
     matrix: Matrix,
     warnings: Vec<String>,
 }
@@ -114,7 +110,7 @@ impl H5adSource {
             Stored::Dense(d) => Matrix::Dense(d),
             Stored::Csc(m) => Matrix::Csc(TransposedCsc::build(&m, n_obs, csc, path, &matrix_name)?),
         };
-        Ok(H5adSource { path: path.to_path_buf(), matrix_name, n_obs, var_names, obs, matrix, warnings })
+        Ok(H5adSource { meta: SourceMeta { path: path.to_path_buf(), matrix_name, var_names, obs }, matrix, warnings })
     }
 
     pub fn layout(&self) -> MatrixLayout {
@@ -133,35 +129,13 @@ impl H5adSource {
 }
 
 impl ExpressionSource for H5adSource {
-    fn path(&self) -> &Path {
-        &self.path
+    fn meta(&self) -> &SourceMeta {
+        &self.meta
     }
 
-    fn matrix_name(&self) -> &str {
-        &self.matrix_name
-    }
-
-    fn n_obs(&self) -> usize {
-        self.n_obs
-    }
-
-    fn n_vars(&self) -> usize {
-        self.var_names.len()
-    }
-
-    fn var_names(&self) -> &[String] {
-        &self.var_names
-    }
-
-    fn obs(&self) -> &ObsFrame {
-        &self.obs
-    }
-
-    fn read_rows(&mut self, start: usize, end: usize) -> Result<CsrChunk> {
-        let end = end.min(self.n_obs);
-        let start = start.min(end);
-        let n_vars = self.var_names.len();
-        let (path, name) = (&self.path, &self.matrix_name);
+    fn read_range(&mut self, start: usize, end: usize) -> Result<CsrChunk> {
+        let n_vars = self.meta.var_names.len();
+        let (path, name) = (&self.meta.path, &self.meta.matrix_name);
         let (ptr, idx, val) = match &mut self.matrix {
             Matrix::Dense(ds) => {
                 let mut chunk = CsrChunk::new(start, n_vars);
