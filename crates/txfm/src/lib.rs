@@ -2,14 +2,17 @@
 //! Kenyon-Dean et al., "Effective Biological Representation Learning by Masking Gene Expression"
 //! (ICLR 2026 FM4Science workshop).
 //!
-//! Modules in pipeline order: data I/O and gene harmonisation → corpus → simulator, with the
-//! tensor runtime kept behind [`runtime`].
+//! Modules in pipeline order: data I/O and gene harmonisation → corpus → preprocessing → model →
+//! training, plus the simulator, with the tensor runtime kept behind [`runtime`].
 
 pub mod error;
 pub mod atomic;
 pub mod runtime;
 pub mod data;
 pub mod corpus;
+pub mod preprocess;
+pub mod model;
+pub mod train;
 pub mod simulate;
 pub mod quickstart;
 #[doc(hidden)]

@@ -1,0 +1,90 @@
+//! The encoder: a set of visible-gene tokens plus a CLS token through pre-norm transformer blocks.
+//! A gene's identity is carried by its learned embedding, not by a position: there is no
+//! positional encoding, so the encoder sees an unordered set and the CLS output is invariant to
+//! the order of the visible genes.
+
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+use super::block::{Block, layer_norm};
+use super::config::ModelConfig;
+
+/// The visible genes of a batch as tensors on the model's device.
+#[derive(Debug)]
+pub struct VisibleTokens {
+    /// Vocabulary indices `[n, k]` (i64); any valid index at padding slots.
+    pub genes: Tensor,
+    /// Preprocessed values `[n, k]` (f32); ignored at padding slots.
+    pub values: Tensor,
+    /// `[n, k]` bool, true at padding slots.
+    pub pad: Tensor,
+}
+
+#[derive(Debug)]
+pub(super) struct Encoder {
+    /// `[G, d - 1]`
+    gene_embedding: Tensor,
+    /// `[1, 1, d]`
+    cls: Tensor,
+    blocks: Vec<Block>,
+    norm: nn::LayerNorm,
+}
+
+impl Encoder {
+    pub(super) fn new(path: nn::Path, config: &ModelConfig, n_genes: usize) -> Self {
+        let d = config.d_model as i64;
+        let init = nn::Init::Randn { mean: 0.0, stdev: 0.02 };
+        let blocks = (0..config.n_blocks)
+            .map(|i| {
+                // Stochastic depth ramps linearly from 0 at the first block to `drop_path` at the
+                // last: early blocks, which every later one builds on, are dropped least.
+                let rate = if config.n_blocks > 1 {
+                    config.drop_path * i as f64 / (config.n_blocks - 1) as f64
+                } else {
+                    config.drop_path
+                };
+                Block::new(
+                    &path / "blocks" / i,
+                    config.d_model,
+                    config.n_heads,
+                    config.mlp_ratio,
+                    config.layer_scale_init,
+                    rate,
+                )
+            })
+            .collect();
+        Encoder {
+            gene_embedding: path.var("gene_embedding", &[n_genes as i64, d - 1], init),
+            cls: path.var("cls", &[1, 1, d], init),
+            blocks,
+            norm: layer_norm(&path / "norm", config.d_model),
+        }
+    }
+
+    /// `[G, d - 1]`
+    pub(super) fn gene_embedding(&self) -> &Tensor {
+        &self.gene_embedding
+    }
+
+    /// Tokens `[n, k, d]` → CLS output `[n, d]` after the final LayerNorm.
+    pub(super) fn forward(&self, visible: &VisibleTokens, train: bool) -> Tensor {
+        let (n, k) = visible.genes.size2().unwrap();
+        let embedding = self.gene_embedding.index_select(0, &visible.genes.reshape([-1])).view([n, k, -1]);
+        let values = visible.values.to_kind(embedding.kind()).unsqueeze(-1);
+        let tokens = Tensor::cat(&[embedding, values], -1);
+        let d = tokens.size()[2];
+        let mut x = Tensor::cat(&[self.cls.expand([n, 1, d], false), tokens], 1);
+        // Attention may use the CLS key and every non-padding key: [n, 1, 1, k + 1].
+        let cls_keep = Tensor::ones([n, 1], (Kind::Bool, x.device()));
+        let keep = Tensor::cat(&[cls_keep, visible.pad.logical_not()], 1).view([n, 1, 1, k + 1]);
+        for block in &self.blocks {
+            x = block.forward(&x, &keep, train);
+        }
+        self.norm.forward(&x.select(1, 0))
+    }
+
+    pub(super) fn num_parameters(config: &ModelConfig, n_genes: usize) -> usize {
+        let d = config.d_model;
+        n_genes * (d - 1) + d + config.n_blocks * Block::num_parameters(d, config.mlp_ratio) + 2 * d
+    }
+}

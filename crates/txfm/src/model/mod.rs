@@ -1,0 +1,24 @@
+//! The TxFM model, in the order a sample flows through it (MAE-style):
+//! [`sample_visible_genes`] picks the `K` visible genes (on the host, in the loader) →
+//! [`BatchTensors`] moves the batch to the device → [`TxFm::encode`] turns the visible tokens into a
+//! CLS embedding → [`TxFm::decode`] predicts every vocabulary gene from it → [`TxFm::loss`] scores
+//! the profiled genes. [`ModelConfig`] holds every axis the paper ablates.
+
+mod activation;
+mod batch_tensors;
+mod block;
+mod config;
+mod decoder;
+mod encoder;
+mod loss;
+mod sampling;
+#[cfg(test)]
+mod testutil;
+mod txfm;
+
+pub use batch_tensors::BatchTensors;
+pub use config::{CountActivation, DecoderConfig, LossKind, ModelConfig};
+pub use encoder::VisibleTokens;
+pub use loss::masked_mean;
+pub use sampling::{frequency_weights, sample_visible_genes};
+pub use txfm::{TxFm, num_parameters};
