@@ -29,7 +29,7 @@ pub fn stats_table(s: &CorpusSummary) -> String {
     let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let line = |r: &[String; 6]| {
         let cells: Vec<String> = r.iter().zip(&widths).enumerate()
-            .map(|(c, (v, &w))| if c >= 2 && c <= 3 { format!("{v:>w$}") } else { format!("{v:<w$}") })
+            .map(|(c, (v, &w))| if (2..=3).contains(&c) { format!("{v:>w$}") } else { format!("{v:<w$}") })
             .collect();
         format!("| {} |", cells.join(" | "))
     };

@@ -31,7 +31,7 @@ impl CountsCheck {
         const TWO_23: f32 = 8_388_608.0;
         self.values += chunk.data.len() as u64;
         let all_counts = chunk.data.iter().fold(true, |ok, &v| {
-            ok & (v >= 0.0) & (v < f32::INFINITY) & ((v >= TWO_23) | ((v + TWO_23) - TWO_23 == v))
+            ok & (0.0..f32::INFINITY).contains(&v) & ((v >= TWO_23) | ((v + TWO_23) - TWO_23 == v))
         });
         if all_counts {
             self.min = chunk.data.iter().fold(self.min, |m, &v| m.min(v));
