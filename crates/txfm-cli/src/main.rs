@@ -24,6 +24,7 @@ enum Command {
     Simulate(cmd::simulate::Args),
     #[command(subcommand)]
     Corpus(cmd::corpus::Command),
+    Train(cmd::train::Args),
     Inspect(cmd::inspect::Args),
     Env(cmd::env::Args),
 }
@@ -34,6 +35,7 @@ fn main() {
         Command::Quickstart(a) => cmd::quickstart::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Corpus(c) => cmd::corpus::run(c),
+        Command::Train(a) => cmd::train::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Env(a) => cmd::env::run(a),
     };

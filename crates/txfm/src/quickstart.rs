@@ -1,13 +1,15 @@
 //! `txfm quickstart`: the whole pipeline on an embedded default, so a new user sees every stage
-//! work in a minute on a laptop: simulate a Perturb-seq screen → build a corpus → write a report.
-//! Later stages (train, embed, benchmark) join here as they land.
+//! work in a minute on a laptop: simulate a Perturb-seq screen → build a corpus → train the tiny model → write a report.
+//! Later stages (embed, benchmark) join here as they land.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::atomic::write_atomic;
-use crate::corpus::{build_corpus, stats::stats_table, BuildOptions, CorpusSummary, DatasetSpec, Filters, Manifest};
+use crate::corpus::{build_corpus, stats::stats_table, BuildOptions, Corpus, CorpusSummary, DatasetSpec, Filters, Manifest};
 use crate::data::genes::GeneIdKind;
 use crate::simulate::{simulate_to_h5ad, SimConfig, SimSummary};
+use crate::train::{train, RunConfig, TrainOptions, TrainOutcome};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -15,12 +17,14 @@ pub struct QuickstartConfig {
     /// Folder for everything the quickstart writes (re-running replaces its contents).
     pub out: PathBuf,
     pub sim: SimConfig,
+    /// The training stage's run (the `tiny` preset).
+    pub run: RunConfig,
     pub progress: bool,
 }
 
 impl QuickstartConfig {
     pub fn new(out: impl Into<PathBuf>) -> Self {
-        QuickstartConfig { out: out.into(), sim: SimConfig::quickstart(), progress: false }
+        QuickstartConfig { out: out.into(), sim: SimConfig::quickstart(), run: RunConfig::tiny(), progress: false }
     }
 }
 
@@ -30,6 +34,8 @@ pub struct QuickstartOutputs {
     pub manifest: PathBuf,
     pub corpus_dir: PathBuf,
     pub corpus: CorpusSummary,
+    pub run_dir: PathBuf,
+    pub train: TrainOutcome,
     pub report: PathBuf,
 }
 
@@ -38,12 +44,12 @@ pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
     let out = &cfg.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
 
-    stage(cfg, "1/2 simulate a Perturb-seq screen");
+    stage(cfg, "1/3 simulate a Perturb-seq screen");
     let h5ad = out.join("sim.h5ad");
     let bar = if cfg.progress { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
     let sim = simulate_to_h5ad(&cfg.sim, &h5ad, &bar)?;
 
-    stage(cfg, "2/2 build a corpus");
+    stage(cfg, "2/3 build a corpus");
     let mut ds = DatasetSpec::new("sim", "sim.h5ad", GeneIdKind::Raw);
     ds.obs_columns = ["perturbation", "batch", "is_control", "cell_state"].map(String::from).to_vec();
     // The simulated screen is shallow (a few hundred detected genes per cell), so the cell filter
@@ -55,9 +61,18 @@ pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
     let corpus_dir = out.join("corpus");
     let corpus = build_corpus(&manifest, &corpus_dir, &BuildOptions { overwrite: true, progress: cfg.progress })?;
 
+    stage(cfg, "3/3 train the tiny model");
+    let run_dir = out.join("run");
+    // A re-run starts the training afresh, as it rebuilds the corpus.
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    }
+    let opened = Arc::new(Corpus::open(&corpus_dir)?);
+    let trained = train(opened, &cfg.run, &TrainOptions { progress: cfg.progress, ..TrainOptions::new(&run_dir) })?;
+
     let report = out.join("report.md");
-    write_atomic(&report, &report_markdown(&sim, &corpus, &manifest_path, &corpus_dir))?;
-    Ok(QuickstartOutputs { sim, manifest: manifest_path, corpus_dir, corpus, report })
+    write_atomic(&report, &report_markdown(&sim, &corpus, &manifest_path, &corpus_dir, &run_dir, &trained))?;
+    Ok(QuickstartOutputs { sim, manifest: manifest_path, corpus_dir, corpus, run_dir, train: trained, report })
 }
 
 fn stage(cfg: &QuickstartConfig, what: &str) {
@@ -66,7 +81,7 @@ fn stage(cfg: &QuickstartConfig, what: &str) {
     }
 }
 
-fn report_markdown(sim: &SimSummary, corpus: &CorpusSummary, manifest: &Path, corpus_dir: &Path) -> String {
+fn report_markdown(sim: &SimSummary, corpus: &CorpusSummary, manifest: &Path, corpus_dir: &Path, run_dir: &Path, trained: &TrainOutcome) -> String {
     let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     format!(
         "# txfm quickstart report\n\n\
@@ -76,7 +91,10 @@ fn report_markdown(sim: &SimSummary, corpus: &CorpusSummary, manifest: &Path, co
          Simulated at {rate:.0} cells/s.\n\n\
          ## 2. Corpus\n\n\
          Built from `{manifest}` into `{corpus}/` (Parquet shards; see `txfm corpus stats {corpus}`).\n\n\
-         {table}\n",
+         {table}\n\n\
+         ## 3. Training\n\n\
+         The `tiny` preset, {steps} steps at {train_rate:.0} samples/s, into `{run}/` (`config.toml`, \
+         `metrics.jsonl`, the loss curve `loss.png`, `checkpoints/`). {validation}\n",
         h5ad = name(&sim.h5ad),
         cells = sim.n_cells,
         genes = sim.n_genes,
@@ -90,5 +108,19 @@ fn report_markdown(sim: &SimSummary, corpus: &CorpusSummary, manifest: &Path, co
         manifest = name(manifest),
         corpus = name(corpus_dir),
         table = stats_table(corpus),
+        steps = trained.step,
+        train_rate = trained.samples_per_s,
+        run = name(run_dir),
+        validation = match trained.eval {
+            Some(e) => format!(
+                "Final validation loss {:.4} on {} held-out cells, against {:.4} for the trivial baseline \
+                 that predicts each gene's mean ({}).",
+                e.loss,
+                e.n_samples,
+                e.baseline,
+                if e.loss < e.baseline { "the model beats it" } else { "the model does not beat it yet" }
+            ),
+            None => "No validation was run.".into(),
+        },
     )
 }

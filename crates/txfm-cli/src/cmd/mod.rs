@@ -1,5 +1,6 @@
 pub mod quickstart;
 pub mod simulate;
 pub mod corpus;
+pub mod train;
 pub mod inspect;
 pub mod env;

@@ -1,6 +1,19 @@
-//! Training: batches, the streaming corpus loader, and (to come) the training loop.
+//! Training, in the order a step uses it: the [`RunConfig`], host [`Batch`]es from the streaming
+//! corpus [`loader`], the learning-rate [`schedule`], [`optim`]'s AdamW, the [`trainer`] loop with
+//! its validation ([`eval`]) and [`metrics`], and [`checkpoint`]s to reload or resume from.
 
+pub mod config;
 pub mod batch;
 pub mod loader;
+pub mod schedule;
+pub mod optim;
+pub mod eval;
+pub mod metrics;
+pub mod plot;
+pub mod checkpoint;
+pub mod trainer;
 
 pub use batch::Batch;
+pub use checkpoint::{Checkpoint, TrainState};
+pub use config::{OptimizerConfig, RunConfig};
+pub use trainer::{resume, train, TrainOptions, TrainOutcome};

@@ -1,0 +1,82 @@
+//! `txfm train` end to end: a run killed with SIGKILL mid-way and resumed with `--resume` logs the
+//! same per-step losses and ends with the same weights as an uninterrupted run.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tch::Tensor;
+use txfm::corpus::{build_corpus, BuildOptions, DatasetSpec, Filters, Manifest};
+use txfm::data::genes::GeneIdKind;
+use txfm::model::DecoderConfig;
+use txfm::simulate::{simulate_to_h5ad, SimConfig};
+use txfm::train::metrics::read_metrics;
+use txfm::train::RunConfig;
+
+fn txfm(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_txfm")).args(args).current_dir(cwd).output().expect("txfm runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn weights(run: &Path) -> Vec<(String, Tensor)> {
+    let mut t = Tensor::read_safetensors(run.join("checkpoints/step-0000300/model.safetensors")).unwrap();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let h5ad = dir.path().join("sim.h5ad");
+    simulate_to_h5ad(&SimConfig { n_cells: 800, ..SimConfig::tiny() }, &h5ad, &indicatif::ProgressBar::hidden()).unwrap();
+    let m = Manifest::new(vec![DatasetSpec::new("sim", &h5ad, GeneIdKind::Raw)], Filters { min_cells_per_gene: 3, min_genes_per_cell: 0 });
+    build_corpus(&m, &dir.path().join("corpus"), &BuildOptions::default()).unwrap();
+    let mut cfg = RunConfig::tiny();
+    (cfg.steps, cfg.checkpoint_every, cfg.eval_every) = (Some(300), 10, 100);
+    cfg.model.d_model = 32;
+    cfg.model.decoder = DecoderConfig::ResidualMlp { n_layers: 1, d_hidden: 32 };
+    (cfg.model.n_visible, cfg.loader.k) = (32, 32);
+    std::fs::write(dir.path().join("run.toml"), cfg.to_toml()).unwrap();
+
+    let args = |out: &'static str| ["train", "--corpus", "corpus", "--config", "run.toml", "--out", out];
+    let straight = txfm(&args("a"), dir.path());
+    assert!(straight.status.success(), "{}", text(&straight));
+    assert!(text(&straight).contains("validation loss"), "{}", text(&straight));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_txfm"))
+        .args(args("b"))
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let latest = dir.path().join("b/checkpoints/latest");
+    let start = Instant::now();
+    while !latest.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
+        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint after a minute");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = std::fs::read_to_string(&latest).unwrap();
+    assert_ne!(at_kill.trim(), "step-0000300", "the run finished before it was killed");
+
+    let resumed = txfm(&["train", "--corpus", "corpus", "--out", "b", "--resume"], dir.path());
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    let losses = |run: &str| -> Vec<f64> { read_metrics(&dir.path().join(run).join("metrics.jsonl")).unwrap().iter().map(|r| r.train_loss).collect() };
+    let (a, b) = (losses("a"), losses("b"));
+    assert_eq!(a.len(), 300);
+    assert_eq!(b.len(), 300);
+    // serde_json's default float parsing may be an ulp off, hence the tolerance.
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-12 * x.abs()), "per-step losses differ");
+    for ((name, x), (_, y)) in weights(&dir.path().join("a")).iter().zip(&weights(&dir.path().join("b"))) {
+        assert!(x.equal(y), "{name} differs");
+    }
+    // A fresh run into a folder that holds one is refused.
+    let again = txfm(&args("b"), dir.path());
+    assert!(!again.status.success() && text(&again).contains("resume it"), "{}", text(&again));
+}

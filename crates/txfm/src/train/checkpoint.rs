@@ -1,0 +1,167 @@
+//! Checkpoints: everything needed to reload a model or resume its training, in one folder
+//! `RUN/checkpoints/step-NNNNNNN/`:
+//! - `model.safetensors`: the weights (`VarStore` names),
+//! - `optimizer.safetensors`: AdamW's step count and moments,
+//! - `state.json`: where the run stands ([`TrainState`]),
+//! - `config.toml`: the full [`RunConfig`],
+//! - `genes.tsv`: the vocabulary (`gene_id`, `symbol`) the weights are indexed by, checked against
+//!   the corpus on load.
+//!
+//! A checkpoint is written into a temporary folder and renamed into place, then
+//! `checkpoints/latest` is atomically pointed at it: a kill at any moment leaves the previous
+//! checkpoint intact and `latest` naming a complete one.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device};
+
+use super::config::RunConfig;
+use super::loader::LoaderState;
+use super::optim::AdamW;
+use crate::atomic::{temp_dir_beside, write_atomic};
+use crate::corpus::Corpus;
+use crate::model::TxFm;
+use crate::{Error, Result};
+
+const MODEL_FILE: &str = "model.safetensors";
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+const STATE_FILE: &str = "state.json";
+const CONFIG_FILE: &str = "config.toml";
+const GENES_FILE: &str = "genes.tsv";
+const LATEST_FILE: &str = "latest";
+
+/// Genes named in a mismatch error.
+const GENES_SHOWN: usize = 5;
+
+/// Where a run stands after `step` completed steps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub step: u64,
+    pub total_steps: u64,
+    /// The next batch of the training sequence.
+    pub loader: LoaderState,
+    /// `RunConfig::seed`; with `step` it fixes the next step's random numbers.
+    pub seed: u64,
+    /// Learning rate of the next step (for the reader: the schedule is a function of `step`).
+    pub next_lr: f64,
+    pub weight_decay: f64,
+}
+
+/// The folder of checkpoints of a run.
+pub fn checkpoints_dir(run: &Path) -> PathBuf {
+    run.join("checkpoints")
+}
+
+/// Writes a checkpoint of `vs` and `optimizer` at `state.step` and points `latest` at it.
+pub fn save(run: &Path, vs: &nn::VarStore, optimizer: &AdamW, state: &TrainState, config: &RunConfig, corpus: &Corpus) -> Result<PathBuf> {
+    let dir = checkpoints_dir(run).join(format!("step-{:07}", state.step));
+    let tmp = temp_dir_beside(&dir)?;
+    let model_path = tmp.path().join(MODEL_FILE);
+    vs.save(&model_path).map_err(|e| Error::format(&model_path, e.to_string()))?;
+    optimizer.save(&tmp.path().join(OPTIMIZER_FILE))?;
+    let state_json = serde_json::to_string_pretty(state).expect("the state serialises");
+    write_atomic(&tmp.path().join(STATE_FILE), &state_json)?;
+    write_atomic(&tmp.path().join(CONFIG_FILE), &config.to_toml())?;
+    write_atomic(&tmp.path().join(GENES_FILE), &genes_tsv(&corpus.var_names, &corpus.var_symbols))?;
+    // A folder of that name is left from a timeline abandoned by a resume from an earlier step.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    std::fs::rename(tmp.keep(), &dir).map_err(|e| Error::io(&dir, e))?;
+    let name = dir.file_name().expect("named above").to_string_lossy();
+    write_atomic(&checkpoints_dir(run).join(LATEST_FILE), &format!("{name}\n"))?;
+    Ok(dir)
+}
+
+fn genes_tsv(names: &[String], symbols: &[String]) -> String {
+    let mut out = String::from("gene_id\tsymbol\n");
+    for (n, s) in names.iter().zip(symbols) {
+        let _ = writeln!(out, "{n}\t{s}");
+    }
+    out
+}
+
+/// A checkpoint on disk: its config, state and vocabulary (the tensors stay on disk until loaded).
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub config: RunConfig,
+    pub state: TrainState,
+    /// Vocabulary gene ids, in weight order. `[G]`
+    pub var_names: Vec<String>,
+    pub var_symbols: Vec<String>,
+}
+
+impl Checkpoint {
+    /// The checkpoint `checkpoints/latest` of run folder `run` points at, if any.
+    pub fn latest(run: &Path) -> Result<Option<Checkpoint>> {
+        let pointer = checkpoints_dir(run).join(LATEST_FILE);
+        if !pointer.exists() {
+            return Ok(None);
+        }
+        let name = std::fs::read_to_string(&pointer).map_err(|e| Error::io(&pointer, e))?;
+        Checkpoint::open(&checkpoints_dir(run).join(name.trim())).map(Some)
+    }
+
+    /// Reads a checkpoint folder's config, state and genes.
+    pub fn open(dir: &Path) -> Result<Checkpoint> {
+        let config = RunConfig::load(&dir.join(CONFIG_FILE))?;
+        let state_path = dir.join(STATE_FILE);
+        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
+        let state = serde_json::from_str(&text).map_err(|e| Error::format(&state_path, e.to_string()))?;
+        let genes_path = dir.join(GENES_FILE);
+        let text = std::fs::read_to_string(&genes_path).map_err(|e| Error::io(&genes_path, e))?;
+        let mut lines = text.lines();
+        if lines.next() != Some("gene_id\tsymbol") {
+            return Err(Error::format(&genes_path, "expected the header 'gene_id<TAB>symbol'"));
+        }
+        let (mut var_names, mut var_symbols) = (Vec::new(), Vec::new());
+        for (i, line) in lines.enumerate() {
+            let (id, symbol) = line.split_once('\t').ok_or_else(|| Error::format(&genes_path, format!("line {}: expected two tab-separated columns", i + 2)))?;
+            var_names.push(id.to_string());
+            var_symbols.push(symbol.to_string());
+        }
+        Ok(Checkpoint { dir: dir.to_path_buf(), config, state, var_names, var_symbols })
+    }
+
+    pub fn model_path(&self) -> PathBuf {
+        self.dir.join(MODEL_FILE)
+    }
+
+    pub fn optimizer_path(&self) -> PathBuf {
+        self.dir.join(OPTIMIZER_FILE)
+    }
+
+    /// Refuses a corpus whose vocabulary is not the checkpoint's, gene for gene and in order,
+    /// naming the first checkpoint genes the corpus lacks.
+    pub fn check_genes(&self, corpus: &Corpus) -> Result<()> {
+        if corpus.var_names == self.var_names {
+            return Ok(());
+        }
+        let have: std::collections::HashSet<&str> = corpus.var_names.iter().map(String::as_str).collect();
+        let missing: Vec<&str> = self.var_names.iter().map(String::as_str).filter(|g| !have.contains(g)).collect();
+        let what = if missing.is_empty() {
+            format!("the corpus has the same genes in another order or more genes ({} vs {})", corpus.var_names.len(), self.var_names.len())
+        } else {
+            let shown = missing.iter().take(GENES_SHOWN).copied().collect::<Vec<_>>().join(", ");
+            format!("{} of its {} genes are missing from the corpus, first: {shown}", missing.len(), self.var_names.len())
+        };
+        Err(Error::format(
+            self.dir.join(GENES_FILE),
+            format!("the checkpoint's genes do not match corpus {}: {what}", corpus.dir.display()),
+        ))
+    }
+
+    /// Builds the model of the checkpoint's config on `device` and loads its weights, after
+    /// checking the vocabulary against `corpus`.
+    pub fn load_model(&self, corpus: &Corpus, device: Device) -> Result<(nn::VarStore, TxFm)> {
+        self.check_genes(corpus)?;
+        let mut vs = nn::VarStore::new(device);
+        let model = TxFm::new(&vs.root(), &self.config.model, self.var_names.len())?;
+        let path = self.model_path();
+        vs.load(&path).map_err(|e| Error::format(&path, e.to_string()))?;
+        Ok((vs, model))
+    }
+}

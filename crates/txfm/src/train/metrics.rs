@@ -1,0 +1,68 @@
+//! `metrics.jsonl`: one JSON record per training step, with the validation losses on evaluation
+//! steps. Appended as the run goes, so a crashed run keeps its curve; on resume, records after the
+//! checkpoint's step are dropped so the file reads as one uninterrupted run.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::write_atomic;
+use crate::{Error, Result};
+
+/// One step. `step` counts completed steps (1 for the first), as checkpoint names do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step: u64,
+    /// Epoch of the step's batch.
+    pub epoch: u64,
+    pub lr: f64,
+    /// Loss of the step's batch, before its update.
+    pub train_loss: f64,
+    /// Training throughput of the session so far (evaluation and checkpoints excluded).
+    pub samples_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub val_loss: Option<f64>,
+    /// Validation loss of the per-gene-mean baseline.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub val_baseline: Option<f64>,
+}
+
+/// The open metrics file.
+pub struct MetricsLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl MetricsLog {
+    /// Opens `path` for appending, first dropping the records after step `keep_through` (all of
+    /// them for a fresh run, `keep_through = 0`).
+    pub fn open(path: &Path, keep_through: u64) -> Result<MetricsLog> {
+        let kept: Vec<StepRecord> = if path.exists() { read_metrics(path)?.into_iter().filter(|r| r.step <= keep_through).collect() } else { vec![] };
+        let text: String = kept.iter().map(|r| serde_json::to_string(r).expect("a record serialises") + "\n").collect();
+        write_atomic(path, &text)?;
+        let file = OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
+        Ok(MetricsLog { path: path.to_path_buf(), file })
+    }
+
+    pub fn append(&mut self, record: &StepRecord) -> Result<()> {
+        let line = serde_json::to_string(record).expect("a record serialises") + "\n";
+        self.file.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Every record of a metrics file; a torn last line (a run killed mid-write) is skipped.
+pub fn read_metrics(path: &Path) -> Result<Vec<StepRecord>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(r) => out.push(r),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+            Err(e) => return Err(Error::format(path, format!("line {}: {e}", i + 1))),
+        }
+    }
+    Ok(out)
+}
