@@ -379,6 +379,16 @@ def main(argv=None) -> int:
     def amp():
         return torch.autocast(device_type="cuda", dtype=getattr(torch, a.autocast_dtype), enabled=autocast)
 
+    # Fingerprint of batch 0 (the Rust `txfm bench` prints the same): shows both sides see the same data.
+    b0 = synthetic_batch(a.seed, 0, a.batch, a.k, a.genes)
+    g0 = b0["genes"].numpy()
+    check = {
+        "target_sum": float(b0["target"].numpy().astype(np.float64).sum()),
+        "genes_sum": int(g0.sum()),
+        "genes_weighted": int((g0 * np.arange(1, a.k + 1, dtype=np.int64)).sum()),
+        "values_sum": float(b0["values"].numpy().astype(np.float64).sum()),
+    }
+
     wd = a.weight_decay if a.weight_decay is not None else 1.0 / (a.lr * (a.warmup + a.steps))
     if a.embed:
         model.eval()
@@ -433,6 +443,7 @@ def main(argv=None) -> int:
         "grad_clip": None if a.embed else a.grad_clip, "threads": a.threads, "device": str(device),
         "autocast": a.autocast_dtype if autocast else None, "torch": torch.__version__, "python": platform.python_version(),
         "last_loss": last,
+        "check": check,
     }
     if a.json:
         print(json.dumps(result))
@@ -440,6 +451,8 @@ def main(argv=None) -> int:
         mode = "embedding (forward, eval)" if a.embed else "training (fwd + bwd + AdamW)"
         print(f"pytorch {mode}: {params:,} params (= Rust num_parameters), batch {a.batch}, "
               f"{a.steps} steps in {elapsed:.2f} s, median step {result['median_step_ms']} ms")
+        print(f"batch 0 check: target_sum {check['target_sum']:.6f}, values_sum {check['values_sum']:.6f}, "
+              f"genes_sum {check['genes_sum']}, genes_weighted {check['genes_weighted']}")
         print(f"samples/s: {samples_per_s:.2f}")
     return 0
 

@@ -25,6 +25,9 @@ enum Command {
     #[command(subcommand)]
     Corpus(cmd::corpus::Command),
     Train(cmd::train::Args),
+    Finetune(cmd::finetune::Args),
+    #[command(subcommand)]
+    Bench(cmd::bench::Command),
     Inspect(cmd::inspect::Args),
     Env(cmd::env::Args),
 }
@@ -36,6 +39,8 @@ fn main() {
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Corpus(c) => cmd::corpus::run(c),
         Command::Train(a) => cmd::train::run(a),
+        Command::Finetune(a) => cmd::finetune::run(a),
+        Command::Bench(c) => cmd::bench::run(c),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Env(a) => cmd::env::run(a),
     };

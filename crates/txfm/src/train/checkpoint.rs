@@ -5,7 +5,8 @@
 //! - `state.json`: where the run stands ([`TrainState`]),
 //! - `config.toml`: the full [`RunConfig`],
 //! - `genes.tsv`: the vocabulary (`gene_id`, `symbol`) the weights are indexed by, checked against
-//!   the corpus on load.
+//!   the corpus on load: equal for a run trained on it, containing it for a fine-tuning run
+//!   (`RunConfig::finetuned_from`).
 //!
 //! A checkpoint is written into a temporary folder and renamed into place, then
 //! `checkpoints/latest` is atomically pointed at it: a kill at any moment leaves the previous
@@ -20,6 +21,7 @@ use tch::{nn, Device};
 use super::config::RunConfig;
 use super::loader::LoaderState;
 use super::optim::AdamW;
+use super::vocab::{VocabMap, Vocabulary, GENES_SHOWN};
 use crate::atomic::{temp_dir_beside, write_atomic};
 use crate::corpus::Corpus;
 use crate::model::TxFm;
@@ -31,9 +33,6 @@ const STATE_FILE: &str = "state.json";
 const CONFIG_FILE: &str = "config.toml";
 const GENES_FILE: &str = "genes.tsv";
 const LATEST_FILE: &str = "latest";
-
-/// Genes named in a mismatch error.
-const GENES_SHOWN: usize = 5;
 
 /// Where a run stands after `step` completed steps.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -54,8 +53,9 @@ pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join("checkpoints")
 }
 
-/// Writes a checkpoint of `vs` and `optimizer` at `state.step` and points `latest` at it.
-pub fn save(run: &Path, vs: &nn::VarStore, optimizer: &AdamW, state: &TrainState, config: &RunConfig, corpus: &Corpus) -> Result<PathBuf> {
+/// Writes a checkpoint of `vs` (indexed by `vocab`) and `optimizer` at `state.step` and points
+/// `latest` at it.
+pub fn save(run: &Path, vs: &nn::VarStore, optimizer: &AdamW, state: &TrainState, config: &RunConfig, vocab: &Vocabulary) -> Result<PathBuf> {
     let dir = checkpoints_dir(run).join(format!("step-{:07}", state.step));
     let tmp = temp_dir_beside(&dir)?;
     let model_path = tmp.path().join(MODEL_FILE);
@@ -64,7 +64,7 @@ pub fn save(run: &Path, vs: &nn::VarStore, optimizer: &AdamW, state: &TrainState
     let state_json = serde_json::to_string_pretty(state).expect("the state serialises");
     write_atomic(&tmp.path().join(STATE_FILE), &state_json)?;
     write_atomic(&tmp.path().join(CONFIG_FILE), &config.to_toml())?;
-    write_atomic(&tmp.path().join(GENES_FILE), &genes_tsv(&corpus.var_names, &corpus.var_symbols))?;
+    write_atomic(&tmp.path().join(GENES_FILE), &genes_tsv(&vocab.names, &vocab.symbols))?;
     // A folder of that name is left from a timeline abandoned by a resume from an earlier step.
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -134,6 +134,21 @@ impl Checkpoint {
         self.dir.join(OPTIMIZER_FILE)
     }
 
+    pub fn vocabulary(&self) -> Vocabulary {
+        Vocabulary { names: self.var_names.clone(), symbols: self.var_symbols.clone() }
+    }
+
+    /// How batches of `corpus` map onto the weights: the identity after [`Self::check_genes`]
+    /// for a run trained on that corpus; by gene id for a fine-tuning run, whose vocabulary must
+    /// hold every corpus gene.
+    pub fn vocab_map(&self, corpus: &Corpus) -> Result<VocabMap> {
+        if self.config.finetuned_from.is_some() {
+            return VocabMap::new(&self.vocabulary(), corpus, &self.dir.join(GENES_FILE).display().to_string());
+        }
+        self.check_genes(corpus)?;
+        Ok(VocabMap::identity(corpus.n_vars()))
+    }
+
     /// Refuses a corpus whose vocabulary is not the checkpoint's, gene for gene and in order,
     /// naming the first checkpoint genes the corpus lacks.
     pub fn check_genes(&self, corpus: &Corpus) -> Result<()> {
@@ -155,9 +170,10 @@ impl Checkpoint {
     }
 
     /// Builds the model of the checkpoint's config on `device` and loads its weights, after
-    /// checking the vocabulary against `corpus`.
+    /// checking the vocabulary against `corpus` ([`Self::vocab_map`], which maps that corpus's
+    /// batches onto the model).
     pub fn load_model(&self, corpus: &Corpus, device: Device) -> Result<(nn::VarStore, TxFm)> {
-        self.check_genes(corpus)?;
+        self.vocab_map(corpus)?;
         let mut vs = nn::VarStore::new(device);
         let model = TxFm::new(&vs.root(), &self.config.model, self.var_names.len())?;
         let path = self.model_path();

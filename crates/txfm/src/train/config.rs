@@ -3,7 +3,7 @@
 //! needed to rebuild the model and resume. Presets `tiny` (CPU tests), `s`, `b`, `l` pair the
 //! model presets with loader and optimiser settings.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,11 @@ pub struct RunConfig {
     pub seed: u64,
     /// `cpu`, `cuda`, `cuda:N` or `auto`.
     pub device: String,
+    /// Set for a fine-tuning run (`train::finetune`): the pretrained checkpoint it started from.
+    /// Such a run's vocabulary is the pretrained one extended by the target corpus's new genes,
+    /// so its corpus is mapped onto it by gene id instead of having to equal it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetuned_from: Option<PathBuf>,
     /// Optimiser steps in the run; exactly one of `steps` and `epochs` is set.
     pub steps: Option<u64>,
     /// Passes over the training split; the run has `epochs · batches per epoch` steps.
@@ -81,6 +86,7 @@ impl RunConfig {
         RunConfig {
             seed: 0,
             device: "cpu".into(),
+            finetuned_from: None,
             steps: Some(400),
             epochs: None,
             checkpoint_every: 200,
@@ -99,6 +105,7 @@ impl RunConfig {
         RunConfig {
             seed: 0,
             device: "auto".into(),
+            finetuned_from: None,
             steps: Some(100_000),
             epochs: None,
             checkpoint_every: 5_000,

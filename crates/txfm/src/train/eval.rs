@@ -4,7 +4,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::loader::{Batches, Loader, LoaderState};
+use super::batch::Batch;
 use crate::model::{BatchTensors, TxFm};
 use crate::Result;
 
@@ -17,13 +17,13 @@ pub const BASELINE_SAMPLES: usize = 20_000;
 pub struct GeneMeans(pub Tensor);
 
 impl GeneMeans {
-    /// Estimates the means from the first [`BASELINE_SAMPLES`] samples of epoch 0's shuffled
-    /// order (shuffled, so a multi-dataset corpus is sampled across datasets). Genes that no sample
-    /// profiles get 0.
-    pub fn fit(train: &Loader, device: Device) -> Result<GeneMeans> {
+    /// Estimates the means from the first [`BASELINE_SAMPLES`] samples of `batches`, which the
+    /// trainer takes from epoch 0's shuffled order (shuffled, so a multi-dataset corpus is
+    /// sampled across datasets). Genes that no sample profiles get 0.
+    pub fn fit(batches: impl Iterator<Item = Result<Batch>>, device: Device) -> Result<GeneMeans> {
         let (mut sum, mut count): (Vec<f64>, Vec<u64>) = (Vec::new(), Vec::new());
         let mut seen = 0;
-        for batch in train.epoch_iter(LoaderState::default()) {
+        for batch in batches {
             let b = batch?;
             if sum.is_empty() {
                 (sum, count) = (vec![0.0; b.g], vec![0; b.g]);
@@ -58,7 +58,7 @@ pub struct Evaluation {
 
 /// Evaluates `model` (without stochastic depth) and the baseline on up to `max_batches` batches of
 /// `batches` (all when `None`), under autocast when `autocast` is set.
-pub fn evaluate(model: &TxFm, batches: Batches, means: &GeneMeans, device: Device, max_batches: Option<usize>, autocast: bool) -> Result<Evaluation> {
+pub fn evaluate(model: &TxFm, batches: impl Iterator<Item = Result<Batch>>, means: &GeneMeans, device: Device, max_batches: Option<usize>, autocast: bool) -> Result<Evaluation> {
     let (mut loss, mut baseline, mut entries, mut n_samples) = (0.0, 0.0, 0.0, 0);
     for batch in batches.take(max_batches.unwrap_or(usize::MAX)) {
         let b = BatchTensors::from_batch(&batch?, device);

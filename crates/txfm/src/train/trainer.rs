@@ -7,6 +7,10 @@
 //! from (seed, step) before every step. So a run resumed from a checkpoint takes exactly the
 //! steps the uninterrupted run would have taken, bit for bit on the same CPU build.
 //!
+//! The model's gene vocabulary is the corpus's for a run from scratch; a fine-tuning run
+//! ([`super::finetune`]) starts from another run's weights with a vocabulary extended to the
+//! target corpus's genes, and every batch is moved into model indices by a [`VocabMap`].
+//!
 //! On CUDA with `autocast = true` the forward pass runs under libtorch autocast (`tch::autocast`),
 //! whose reduced type is libtorch's default for CUDA, float16; tch does not expose the setter
 //! that would select bfloat16. Weights, moments and the loss stay float32. That path is guarded
@@ -19,13 +23,15 @@ use std::time::Instant;
 use tch::{nn, Device};
 
 use super::checkpoint::{self, Checkpoint, TrainState};
+use super::batch::Batch;
 use super::config::RunConfig;
 use super::eval::{evaluate, Evaluation, GeneMeans};
-use super::loader::{Loader, Split};
+use super::loader::{Loader, LoaderState, Split};
 use super::metrics::{read_metrics, MetricsLog, StepRecord};
 use super::plot::write_loss_curve;
 use super::optim::AdamW;
 use super::schedule::OneCycle;
+use super::vocab::{VocabMap, Vocabulary};
 use crate::atomic::write_atomic;
 use crate::corpus::Corpus;
 use crate::model::{BatchTensors, TxFm};
@@ -62,6 +68,9 @@ pub struct TrainOutcome {
     pub train_losses: Vec<f64>,
     /// The last validation result of this call.
     pub eval: Option<Evaluation>,
+    /// A fine-tuning run's validation result before its first step: the pretrained weights, new
+    /// genes freshly initialised. `None` for other calls.
+    pub initial_eval: Option<Evaluation>,
     /// Training throughput of this call.
     pub samples_per_s: f64,
     /// The last checkpoint written.
@@ -71,6 +80,21 @@ pub struct TrainOutcome {
 /// Starts a run of `config` in `opts.out`, writing `config.toml` there first. Refuses a folder
 /// that already holds checkpoints (resume it, or pick another folder).
 pub fn train(corpus: Arc<Corpus>, config: &RunConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
+    start(corpus, config, opts, Start::Fresh)
+}
+
+/// Where a run's weights come from.
+pub(super) enum Start {
+    /// A fresh initialisation for the corpus's vocabulary.
+    Fresh,
+    /// A checkpoint of this run: weights, optimiser state and position.
+    Resume(Checkpoint),
+    /// Another run's checkpoint, weights only, with its vocabulary extended to `vocab`.
+    Finetune { from: Checkpoint, vocab: Vocabulary },
+}
+
+/// Starts a new run (not a resumed one) in `opts.out`; see [`train`].
+pub(super) fn start(corpus: Arc<Corpus>, config: &RunConfig, opts: &TrainOptions, from: Start) -> Result<TrainOutcome> {
     config.validate("run config")?;
     if let Some(c) = Checkpoint::latest(&opts.out)? {
         return Err(Error::Invalid(format!(
@@ -81,7 +105,7 @@ pub fn train(corpus: Arc<Corpus>, config: &RunConfig, opts: &TrainOptions) -> Re
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     write_atomic(&opts.out.join("config.toml"), &config.to_toml())?;
-    run(corpus, config.clone(), opts, None)
+    run(corpus, config.clone(), opts, from)
 }
 
 /// Continues the run in `opts.out` from its latest checkpoint, with the checkpoint's config
@@ -97,7 +121,7 @@ pub fn resume(corpus: Arc<Corpus>, opts: &TrainOptions, device: Option<DeviceSpe
             DeviceSpec::Cuda(i) => format!("cuda:{i}"),
         };
     }
-    run(corpus, config, opts, Some(ckpt))
+    run(corpus, config, opts, Start::Resume(ckpt))
 }
 
 /// The seed of libtorch's generator for step `step`: distinct per step, fixed by (seed, step).
@@ -109,8 +133,14 @@ fn step_seed(seed: u64, step: u64) -> i64 {
     ((z ^ (z >> 31)) >> 1) as i64
 }
 
-fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, resume_from: Option<Checkpoint>) -> Result<TrainOutcome> {
+fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, from: Start) -> Result<TrainOutcome> {
     let device = config.device_spec()?.resolve()?;
+    let (vocab, map) = match &from {
+        Start::Fresh => (Vocabulary::of_corpus(&corpus), VocabMap::identity(corpus.n_vars())),
+        Start::Resume(ckpt) => (ckpt.vocabulary(), ckpt.vocab_map(&corpus)?),
+        Start::Finetune { vocab, .. } => (vocab.clone(), VocabMap::new(vocab, &corpus, "the fine-tuning vocabulary")?),
+    };
+    let to_model = |b: Result<Batch>| b.map(|b| map.apply(b));
     let train_loader = Loader::new(corpus.clone(), config.loader.clone(), Split::Train)?;
     let val_loader = Loader::new(corpus.clone(), config.loader.clone(), Split::Validation)?;
     let batches_per_epoch = train_loader.batches_per_epoch();
@@ -127,27 +157,36 @@ fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, resume_from:
 
     tch::manual_seed(config.seed as i64);
     let mut vs = nn::VarStore::new(device);
-    let model = TxFm::new(&vs.root(), &config.model, corpus.n_vars())?;
+    let model = TxFm::new(&vs.root(), &config.model, vocab.len())?;
     let mut optimizer = AdamW::new(&vs, config.optimizer.betas, config.optimizer.eps);
     let mut state = TrainState { step: 0, total_steps: total, loader: Default::default(), seed: config.seed, next_lr: schedule.lr(0), weight_decay };
     let mut last_checkpoint = None;
-    if let Some(ckpt) = resume_from {
-        ckpt.check_genes(&corpus)?;
-        if ckpt.state.total_steps != total {
-            return Err(Error::Invalid(format!(
-                "{}: the run had {} steps but would now have {total}; was the corpus changed?",
-                ckpt.dir.display(),
-                ckpt.state.total_steps
-            )));
+    let finetuning = matches!(from, Start::Finetune { .. });
+    match from {
+        Start::Fresh => {}
+        Start::Finetune { from, .. } => super::finetune::load_pretrained(&mut vs, &from)?,
+        Start::Resume(ckpt) => {
+            if ckpt.state.total_steps != total {
+                return Err(Error::Invalid(format!(
+                    "{}: the run had {} steps but would now have {total}; was the corpus changed?",
+                    ckpt.dir.display(),
+                    ckpt.state.total_steps
+                )));
+            }
+            let path = ckpt.model_path();
+            vs.load(&path).map_err(|e| Error::format(&path, e.to_string()))?;
+            optimizer.load(&ckpt.optimizer_path())?;
+            state = ckpt.state;
+            last_checkpoint = Some(ckpt.dir);
         }
-        let path = ckpt.model_path();
-        vs.load(&path).map_err(|e| Error::format(&path, e.to_string()))?;
-        optimizer.load(&ckpt.optimizer_path())?;
-        state = ckpt.state;
-        last_checkpoint = Some(ckpt.dir);
     }
     let first_step = state.step;
-    let means = GeneMeans::fit(&train_loader, device)?;
+    let means = GeneMeans::fit(train_loader.epoch_iter(LoaderState::default()).map(to_model), device)?;
+    let initial_eval = if finetuning {
+        Some(evaluate(&model, val_loader.eval_iter().map(to_model), &means, device, config.eval_batches, autocast)?)
+    } else {
+        None
+    };
     let mut metrics = MetricsLog::open(&opts.out.join("metrics.jsonl"), first_step)?;
     let bar = progress_bar(opts.progress, total, first_step);
 
@@ -163,7 +202,7 @@ fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, resume_from:
             batches = train_loader.epoch_iter(state.loader);
             continue;
         };
-        let batch = batch?;
+        let batch = map.apply(batch?);
         let lr = schedule.lr(state.step);
         tch::manual_seed(step_seed(config.seed, state.step));
         let tensors = BatchTensors::from_batch(&batch, device);
@@ -194,13 +233,13 @@ fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, resume_from:
 
         let mut record = StepRecord { step: state.step, epoch, lr, train_loss: loss_value, samples_per_s, val_loss: None, val_baseline: None };
         if state.step.is_multiple_of(config.eval_every) || state.step == total {
-            let e = evaluate(&model, val_loader.eval_iter(), &means, device, config.eval_batches, autocast)?;
+            let e = evaluate(&model, val_loader.eval_iter().map(to_model), &means, device, config.eval_batches, autocast)?;
             (record.val_loss, record.val_baseline) = (Some(e.loss), Some(e.baseline));
             last_eval = Some(e);
         }
         metrics.append(&record)?;
         if state.step.is_multiple_of(config.checkpoint_every) || state.step == stop {
-            last_checkpoint = Some(checkpoint::save(&opts.out, &vs, &optimizer, &state, &config, &corpus)?);
+            last_checkpoint = Some(checkpoint::save(&opts.out, &vs, &optimizer, &state, &config, &vocab)?);
         }
         bar.set_position(state.step);
         bar.set_message(format!("loss {loss_value:.4} · {samples_per_s:.0} samples/s"));
@@ -212,7 +251,7 @@ fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, resume_from:
     let checkpoint = match last_checkpoint {
         Some(c) => c,
         // Resumed at the final step: nothing was left to do, the checkpoint is the final one.
-        None => checkpoint::save(&opts.out, &vs, &optimizer, &state, &config, &corpus)?,
+        None => checkpoint::save(&opts.out, &vs, &optimizer, &state, &config, &vocab)?,
     };
     Ok(TrainOutcome {
         first_step,
@@ -220,6 +259,7 @@ fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, resume_from:
         total_steps: total,
         train_losses,
         eval: last_eval,
+        initial_eval,
         samples_per_s: samples as f64 / train_secs.max(1e-9),
         checkpoint,
     })

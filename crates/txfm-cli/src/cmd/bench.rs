@@ -1,0 +1,147 @@
+//! `txfm bench train|embed`: times training steps or forward-only embeddings of one model config on
+//! synthetic batches, the twin of `bench/torch_reference.py` (same flags, defaults and batches;
+//! see `bench/README.md`).
+
+use anyhow::Context;
+use txfm::runtime::DeviceSpec;
+use txfm::train::bench::{self, BenchConfig, BenchResult};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Time training steps: forward (drop path on), loss, backward, gradient clipping, AdamW.
+    Train(Args),
+    /// Time forward-only CLS embeddings (eval mode, no grad).
+    Embed(Args),
+}
+
+/// The flags of `bench/torch_reference.py`, with its defaults.
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 128)]
+    d_model: usize,
+    #[arg(long, default_value_t = 2)]
+    blocks: usize,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    #[arg(long, default_value_t = 4)]
+    mlp_ratio: usize,
+    /// Visible genes per sample (K).
+    #[arg(long, default_value_t = 256)]
+    k: usize,
+    /// Vocabulary size (G).
+    #[arg(long, default_value_t = 2000)]
+    genes: usize,
+    /// Residual decoder layers; 0 = linear decoder.
+    #[arg(long, default_value_t = 4)]
+    decoder_layers: usize,
+    /// Decoder width (default: d_model).
+    #[arg(long)]
+    decoder_hidden: Option<usize>,
+    #[arg(long, default_value_t = 0.1)]
+    drop_path: f64,
+    #[arg(long, default_value_t = 0.1)]
+    layer_scale_init: f64,
+    #[arg(long, default_value_t = 1e5)]
+    library_size: f64,
+    /// rectified_tanh, relu, clamped_relu or softmax.
+    #[arg(long, default_value = "rectified_tanh")]
+    activation: String,
+    /// poisson, mse, smooth_l1 or negative_binomial.
+    #[arg(long, default_value = "poisson")]
+    loss: String,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Untimed steps before timing.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Step i (warm-up included) uses batch i mod this.
+    #[arg(long, default_value_t = 4)]
+    distinct_batches: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Default 1 / (lr · (warmup + steps)), the trainer's 1 / (lr · total_steps).
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Global gradient-norm clip (0: none).
+    #[arg(long, default_value_t = 1.0)]
+    grad_clip: f64,
+    /// libtorch intra-op threads (default: libtorch's own, OMP_NUM_THREADS or one per core).
+    #[arg(long)]
+    threads: Option<i32>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(c: Command) -> anyhow::Result<()> {
+    let (args, embed) = match c {
+        Command::Train(a) => (a, false),
+        Command::Embed(a) => (a, true),
+    };
+    if args.d_model < 2 || args.heads == 0 || args.d_model % args.heads != 0 {
+        anyhow::bail!("heads must divide d_model (≥ 2)");
+    }
+    let model = bench::model_config(
+        args.d_model,
+        args.blocks,
+        args.heads,
+        args.mlp_ratio,
+        args.k,
+        args.decoder_layers,
+        args.decoder_hidden,
+        args.drop_path,
+        args.layer_scale_init,
+        args.library_size,
+        bench::parse_name(&args.activation).context("--activation")?,
+        bench::parse_name(&args.loss).context("--loss")?,
+    );
+    let config = BenchConfig {
+        model,
+        genes: args.genes,
+        batch: args.batch,
+        steps: args.steps,
+        warmup: args.warmup,
+        distinct_batches: args.distinct_batches,
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        grad_clip: (args.grad_clip > 0.0).then_some(args.grad_clip),
+        embed,
+        threads: args.threads,
+        device: args.device.parse::<DeviceSpec>()?,
+        seed: args.seed,
+    };
+    let r = bench::run(&config)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        print_text(&r);
+    }
+    Ok(())
+}
+
+fn print_text(r: &BenchResult) {
+    let mode = if r.mode == "embed" { "embedding (forward, eval)" } else { "training (fwd + bwd + AdamW)" };
+    println!(
+        "txfm {mode}: {} params (= num_parameters), batch {}, {} steps in {:.2} s, median step {} ms, {} thread(s)",
+        r.params,
+        r.batch,
+        r.steps,
+        r.elapsed_s,
+        r.median_step_ms.map_or("-".to_string(), |m| m.to_string()),
+        r.threads
+    );
+    let c = &r.check;
+    println!(
+        "batch 0 check: target_sum {:.6}, values_sum {:.6}, genes_sum {}, genes_weighted {}",
+        c.target_sum, c.values_sum, c.genes_sum, c.genes_weighted
+    );
+    println!("samples/s: {:.2}", r.samples_per_s);
+}
