@@ -33,6 +33,7 @@ enum Command {
 }
 
 fn main() {
+    txfm::runtime::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Quickstart(a) => cmd::quickstart::run(a),

@@ -43,6 +43,21 @@ impl DeviceSpec {
     }
 }
 
+/// Keeps libtorch's CPU tensor memory in the heap between steps. libtorch allocates with glibc
+/// malloc (the Rust global allocator serves only Rust's own allocations), and glibc by default
+/// hands large freed blocks back to the kernel, so every training step faulted its activations and
+/// gradients in afresh: with these settings a small-config training step ran 9.6% faster on CPU
+/// and overtook PyTorch (BENCHMARKS.md). Call once at start-up.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation policy; it is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+    }
+}
+
 /// Number of CUDA devices libtorch can use (0 on a CPU-only machine).
 pub fn cuda_device_count() -> usize {
     if tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 }
