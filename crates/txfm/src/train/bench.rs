@@ -291,12 +291,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchResult> {
         let mut optimizer = AdamW::new(&vs, opt_config.betas, opt_config.eps);
         let mut step = |i: usize| -> tch::Tensor {
             let (loss, _, _) = model.forward(&batches[i % batches.len()], true);
-            optimizer.zero_grad();
-            loss.backward();
-            if let Some(max_norm) = config.grad_clip {
-                let _ = optimizer.clip_grad_norm(max_norm);
-            }
-            optimizer.step(config.lr, weight_decay);
+            optimizer.backward_step(&loss, config.grad_clip, config.lr, weight_decay);
             loss.detach()
         };
         let mut out = None;

@@ -88,6 +88,18 @@ impl AdamW {
         })
     }
 
+    /// One training update from `loss`: clear the gradients, backpropagate, clip to `grad_clip`
+    /// (global norm) if set, then [`AdamW::step`]. The trainer and the speed benchmark both call
+    /// this, so the benchmark times exactly the trainer's update.
+    pub fn backward_step(&mut self, loss: &Tensor, grad_clip: Option<f64>, lr: f64, weight_decay: f64) {
+        self.zero_grad();
+        loss.backward();
+        if let Some(max_norm) = grad_clip {
+            let _norm = self.clip_grad_norm(max_norm);
+        }
+        self.step(lr, weight_decay);
+    }
+
     /// Applies one update with learning rate `lr` and decoupled weight decay `weight_decay` to
     /// every parameter that has a gradient.
     pub fn step(&mut self, lr: f64, weight_decay: f64) {

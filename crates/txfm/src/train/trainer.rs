@@ -216,12 +216,7 @@ fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, from: Start)
                 state.step + 1
             )));
         }
-        optimizer.zero_grad();
-        loss.backward();
-        if let Some(max_norm) = config.optimizer.grad_clip {
-            let _norm = optimizer.clip_grad_norm(max_norm);
-        }
-        optimizer.step(lr, weight_decay);
+        optimizer.backward_step(&loss, config.optimizer.grad_clip, lr, weight_decay);
         let epoch = state.loader.epoch;
         state.step += 1;
         state.loader = state.loader.after_batch(batches_per_epoch);
