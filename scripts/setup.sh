@@ -8,7 +8,10 @@ set -euo pipefail
 
 TORCH_VERSION="2.11.0"
 : "${TXFM_VENV:=${XDG_CACHE_HOME:-$HOME/.cache}/txfm/venv-torch-${TORCH_VERSION}}"
-PY_PKGS=("torch==${TORCH_VERSION}" "anndata==0.12.*" "scipy" "pandas" "pyarrow" "numpy")
+PY_PKGS=("torch==${TORCH_VERSION}" "anndata==0.12.*" "scipy" "pandas" "pyarrow" "numpy" "scikit-learn")
+# Reference implementations the evaluation tests compare against. Installed without their
+# dependencies: efaar_benchmarking pulls scvi-tools and geomloss for functions we do not call.
+PY_NODEPS=("efaar_benchmarking==1.0")
 
 need_apt=()
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
@@ -21,13 +24,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 stamp="$TXFM_VENV/.txfm-ready"
-want="${PY_PKGS[*]}"
+want="${PY_PKGS[*]} ${PY_NODEPS[*]}"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: creating Python venv at $TXFM_VENV (torch ${TORCH_VERSION}; a few minutes, once)" >&2
   PY=$(command -v python3.11 || command -v python3)
   [ -x "$TXFM_VENV/bin/python" ] || "$PY" -m venv "$TXFM_VENV"
   "$TXFM_VENV/bin/pip" install -q --upgrade pip >/dev/null
   "$TXFM_VENV/bin/pip" install -q "${PY_PKGS[@]}"
+  "$TXFM_VENV/bin/pip" install -q --no-deps "${PY_NODEPS[@]}"
   echo "$want" > "$stamp"
 fi
 echo "$TXFM_VENV"

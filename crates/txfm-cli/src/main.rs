@@ -26,6 +26,9 @@ enum Command {
     Corpus(cmd::corpus::Command),
     Train(cmd::train::Args),
     Finetune(cmd::finetune::Args),
+    Embed(cmd::embed::Args),
+    #[command(subcommand)]
+    Baseline(cmd::baseline::Command),
     #[command(subcommand)]
     Bench(cmd::bench::Command),
     Inspect(cmd::inspect::Args),
@@ -41,6 +44,8 @@ fn main() {
         Command::Corpus(c) => cmd::corpus::run(c),
         Command::Train(a) => cmd::train::run(a),
         Command::Finetune(a) => cmd::finetune::run(a),
+        Command::Embed(a) => cmd::embed::run(a),
+        Command::Baseline(c) => cmd::baseline::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Env(a) => cmd::env::run(a),

@@ -3,7 +3,8 @@
 //! (ICLR 2026 FM4Science workshop).
 //!
 //! Modules in pipeline order: data I/O and gene harmonisation → corpus → preprocessing → model →
-//! training, plus the simulator, with the tensor runtime kept behind [`runtime`].
+//! training → embedding → evaluation (perturbation benchmark, gene-relationship recall) and
+//! baselines, plus the simulator and plotting, with the tensor runtime kept behind [`runtime`].
 
 pub mod error;
 pub mod atomic;
@@ -13,6 +14,10 @@ pub mod corpus;
 pub mod preprocess;
 pub mod model;
 pub mod train;
+pub mod embed;
+pub mod eval;
+pub mod baseline;
+pub mod plot;
 pub mod simulate;
 pub mod quickstart;
 #[doc(hidden)]

@@ -1,6 +1,7 @@
-//! `txfm bench train|embed`: times training steps or forward-only embeddings of one model config on
-//! synthetic batches, the twin of `bench/torch_reference.py` (same flags, defaults and batches;
-//! see `bench/README.md`).
+//! `txfm bench …`: the evaluation benchmarks (`perturb`, `genes`, each in its own file) and the speed
+//! benchmarks `train|embed`, which time training steps or forward-only embeddings of one model
+//! config on synthetic batches, the twin of `bench/torch_reference.py` (same flags, defaults and
+//! batches; see `bench/README.md`).
 
 use anyhow::Context;
 use txfm::runtime::DeviceSpec;
@@ -12,6 +13,10 @@ pub enum Command {
     Train(Args),
     /// Time forward-only CLS embeddings (eval mode, no grad).
     Embed(Args),
+    /// The perturbation benchmark (Bendidi et al. 2024) over embeddings in an h5ad's obsm.
+    Perturb(super::bench_perturb::Args),
+    /// Gene-relationship recall from a checkpoint's gene embeddings and decoder weights.
+    Genes(super::bench_genes::Args),
 }
 
 /// The flags of `bench/torch_reference.py`, with its defaults.
@@ -85,6 +90,8 @@ pub fn run(c: Command) -> anyhow::Result<()> {
     let (args, embed) = match c {
         Command::Train(a) => (a, false),
         Command::Embed(a) => (a, true),
+        Command::Perturb(a) => return super::bench_perturb::run(a),
+        Command::Genes(a) => return super::bench_genes::run(a),
     };
     if args.d_model < 2 || args.heads == 0 || args.d_model % args.heads != 0 {
         anyhow::bail!("heads must divide d_model (≥ 2)");

@@ -1,0 +1,1 @@
+//! (Lib+Log)Norm features as an embedding.

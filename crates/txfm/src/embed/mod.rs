@@ -1,0 +1,1 @@
+//! Sample embeddings (CLS outputs) of a trained model for any input file.

@@ -1,0 +1,1 @@
+//! Known gene-gene relationships (EFAAR pair files).

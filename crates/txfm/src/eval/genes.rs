@@ -1,0 +1,1 @@
+//! Gene-relationship recall from model parameters (`txfm bench genes`).

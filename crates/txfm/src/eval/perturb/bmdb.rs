@@ -1,0 +1,1 @@
+//! bmdb: recall of known relationships among perturbation means.

@@ -1,0 +1,1 @@
+//! p.cst: perturbation signal consistency.

@@ -1,0 +1,1 @@
+//! ilisi: batch mixing (LISI).

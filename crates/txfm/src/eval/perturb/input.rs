@@ -1,0 +1,1 @@
+//! Loading the benchmark's input from an h5ad.

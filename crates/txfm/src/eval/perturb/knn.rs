@@ -1,0 +1,1 @@
+//! knn: weighted kNN classification.

@@ -1,0 +1,1 @@
+//! PNG plots of a benchmark report.

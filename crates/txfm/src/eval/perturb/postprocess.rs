@@ -1,0 +1,1 @@
+//! Post-processing on controls: none, center, scale, TVN.

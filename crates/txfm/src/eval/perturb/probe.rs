@@ -1,0 +1,1 @@
+//! lin: linear probe.

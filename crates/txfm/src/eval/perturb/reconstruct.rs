@@ -1,0 +1,1 @@
+//! inv: gene-expression reconstruction from frozen embeddings.

@@ -1,0 +1,1 @@
+//! The whole benchmark: embeddings × post-processing × seeds.

@@ -1,0 +1,1 @@
+//! Seeded train / test1 / test2 splits over batches and perturbations.

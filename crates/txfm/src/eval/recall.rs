@@ -1,0 +1,1 @@
+//! Recall of known pairs at percentile thresholds of a null distribution.

@@ -1,0 +1,1 @@
+//! PNG charts with labelled axes, drawn without a plotting crate.
