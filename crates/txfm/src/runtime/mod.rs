@@ -1,6 +1,10 @@
 //! The tensor runtime: libtorch through `tch`. All tensor code of txfm goes through this module so
 //! the runtime is not smeared through the codebase.
 
+pub mod autocast;
+
+pub use autocast::{with_autocast, AutocastDtype};
+
 use crate::{Error, Result};
 
 /// Where tensors live. Parsed from `cpu`, `cuda`, `cuda:N` or `auto`.

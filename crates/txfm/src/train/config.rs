@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::loader::LoaderConfig;
 use crate::model::ModelConfig;
-use crate::runtime::DeviceSpec;
+use crate::runtime::{AutocastDtype, DeviceSpec};
 use crate::{Error, Result};
 
 /// A full training run.
@@ -36,9 +36,12 @@ pub struct RunConfig {
     pub eval_every: u64,
     /// Validation batches per evaluation; `None` evaluates the whole validation split.
     pub eval_batches: Option<usize>,
-    /// Mixed precision on CUDA (ignored on CPU): the forward pass runs under libtorch autocast
-    /// (float16 through tch; see `trainer`).
+    /// Mixed precision on CUDA (ignored on CPU): the forward pass runs under libtorch autocast at
+    /// `autocast_dtype`; weights, optimizer moments and the loss stay float32.
     pub autocast: bool,
+    /// The reduced type under autocast: `bf16` (default; no loss scaling needed) or `f16`.
+    #[serde(default = "default_autocast_dtype")]
+    pub autocast_dtype: AutocastDtype,
     pub optimizer: OptimizerConfig,
     pub model: ModelConfig,
     pub loader: LoaderConfig,
@@ -61,6 +64,10 @@ pub struct OptimizerConfig {
     /// Share of the steps spent warming up linearly from 0 to `lr`; a cosine decays it back to 0
     /// over the rest.
     pub warmup_fraction: f64,
+}
+
+fn default_autocast_dtype() -> AutocastDtype {
+    AutocastDtype::Bf16
 }
 
 impl Default for OptimizerConfig {
@@ -93,6 +100,7 @@ impl RunConfig {
             eval_every: 100,
             eval_batches: None,
             autocast: false,
+            autocast_dtype: AutocastDtype::Bf16,
             optimizer: OptimizerConfig { lr: 2e-2, ..OptimizerConfig::default() },
             model,
             loader,
@@ -111,9 +119,9 @@ impl RunConfig {
             checkpoint_every: 5_000,
             eval_every: 1_000,
             eval_batches: Some(50),
-            // Off until tested on a GPU: tch's autocast is float16 (not bfloat16), with no loss
-            // scaling here (see `trainer`).
-            autocast: false,
+            // bf16 on GPU, as the paper trained.
+            autocast: true,
+            autocast_dtype: AutocastDtype::Bf16,
             optimizer: OptimizerConfig::default(),
             model,
             loader,

@@ -6,6 +6,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::batch::Batch;
 use crate::model::{BatchTensors, TxFm};
+use crate::runtime::{with_autocast, AutocastDtype};
 use crate::Result;
 
 /// Training samples the baseline's gene means are estimated from: enough for the means to settle
@@ -57,13 +58,13 @@ pub struct Evaluation {
 }
 
 /// Evaluates `model` (without stochastic depth) and the baseline on up to `max_batches` batches of
-/// `batches` (all when `None`), under autocast when `autocast` is set.
-pub fn evaluate(model: &TxFm, batches: impl Iterator<Item = Result<Batch>>, means: &GeneMeans, device: Device, max_batches: Option<usize>, autocast: bool) -> Result<Evaluation> {
+/// `batches` (all when `None`), under autocast at `autocast`'s type when it is set.
+pub fn evaluate(model: &TxFm, batches: impl Iterator<Item = Result<Batch>>, means: &GeneMeans, device: Device, max_batches: Option<usize>, autocast: Option<AutocastDtype>) -> Result<Evaluation> {
     let (mut loss, mut baseline, mut entries, mut n_samples) = (0.0, 0.0, 0.0, 0);
     for batch in batches.take(max_batches.unwrap_or(usize::MAX)) {
         let b = BatchTensors::from_batch(&batch?, device);
         let (l, base, n) = tch::no_grad(|| {
-            let (l, _, _) = tch::autocast(autocast, || model.forward(&b, false));
+            let (l, _, _) = with_autocast(device, autocast, || model.forward(&b, false));
             let constant = means.0.unsqueeze(0).expand_as(&b.target);
             let base = model.loss(&constant, &b.target, &b.target_mask);
             (l.double_value(&[]), base.double_value(&[]), b.target_mask.sum(Kind::Float).double_value(&[]))
