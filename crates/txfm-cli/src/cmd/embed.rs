@@ -1,8 +1,134 @@
 //! `txfm embed`: CLS embeddings of every sample of an input file.
 
-#[derive(clap::Args)]
-pub struct Args {}
+use std::io::IsTerminal;
+use std::path::PathBuf;
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("txfm embed is not built yet")
+use anyhow::Context;
+use txfm::data::genes::GeneIdKind;
+use txfm::data::SourceOptions;
+use txfm::embed::{EmbedJob, EmbedOptions, OutputFormat};
+use txfm::runtime::DeviceSpec;
+
+/// Embed every sample of an input (.h5ad, 10x MTX folder or bulk table) with a trained model:
+/// its genes are mapped onto the model's vocabulary, K visible genes are drawn from those it
+/// profiles as in training, and the encoder's CLS output is written, streamed chunk by chunk.
+/// Output by extension: .h5ad (a copy of the input's obs, var, X and obsm plus obsm[KEY]),
+/// .npy (float32 n_obs × d, with obs in <stem>.obs.tsv) or .parquet (obs_name, obs columns,
+/// KEY_0 … KEY_{d-1}).
+#[derive(clap::Args)]
+pub struct Args {
+    /// A run folder (uses checkpoints/latest) or a checkpoint folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// The input: .h5ad, 10x MTX folder, or .tsv/.csv table.
+    #[arg(long)]
+    input: PathBuf,
+    /// The output file; replaced atomically if it exists.
+    #[arg(long)]
+    output: PathBuf,
+    /// Output format: h5ad, npy or parquet (default: from the output's extension).
+    #[arg(long)]
+    format: Option<String>,
+    /// obsm key of the embeddings (h5ad), column prefix (parquet).
+    #[arg(long, default_value = "X_txfm")]
+    key: String,
+    /// h5ad matrix: X, raw, or a layer name.
+    #[arg(long)]
+    layer: Option<String>,
+    /// h5ad var column holding gene IDs (default: var_names).
+    #[arg(long)]
+    var_column: Option<String>,
+    /// Kind of gene IDs: auto, symbol, ensembl or raw (auto follows the model's vocabulary:
+    /// raw for a model trained on raw IDs).
+    #[arg(long, default_value = "auto")]
+    gene_ids: String,
+    /// Tables: genes are columns.
+    #[arg(long)]
+    genes_as_columns: bool,
+    /// Accept non-count values (already-normalised bulk data).
+    #[arg(long)]
+    allow_non_counts: bool,
+    /// Seed of the visible-gene draws (default: the run's loader seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Average the CLS of this many independent draws of the visible genes.
+    #[arg(long, default_value_t = 1)]
+    samplings: usize,
+    /// Visible genes per sample (default: the model's, as trained).
+    #[arg(long)]
+    k: Option<usize>,
+    /// Samples per forward pass.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// CPU threads for libtorch (default: libtorch's choice).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// For a model trained with frequency-weighted sampling (tau ≠ 0): its training corpus, whose
+    /// gene detection counts give the weights (default: counted in the input).
+    #[arg(long)]
+    weights_corpus: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let gene_ids: GeneIdKind = serde_json::from_value(serde_json::Value::String(a.gene_ids.clone()))
+        .map_err(|_| anyhow::anyhow!("--gene-ids '{}': expected auto, symbol, ensembl or raw", a.gene_ids))?;
+    let format = a.format.as_deref().map(str::parse::<OutputFormat>).transpose()?;
+    anyhow::ensure!(a.samplings > 0 && a.batch_size > 0, "--samplings and --batch-size must be positive");
+    let opts = EmbedOptions {
+        model: a.model.clone(),
+        input: a.input.clone(),
+        source: SourceOptions {
+            format: None,
+            layer: a.layer,
+            var_column: a.var_column,
+            genes_as_columns: a.genes_as_columns,
+            allow_non_counts: a.allow_non_counts,
+        },
+        gene_ids,
+        output: a.output.clone(),
+        format,
+        key: a.key,
+        seed: a.seed,
+        k: a.k,
+        samplings: a.samplings,
+        batch_size: a.batch_size,
+        device: a.device.parse::<DeviceSpec>()?,
+        threads: a.threads,
+        weights_corpus: a.weights_corpus,
+        ..EmbedOptions::default()
+    };
+    let job = EmbedJob::prepare(opts)
+        .with_context(|| format!("embedding {} with {}", a.input.display(), a.model.display()))?;
+    eprintln!("model {} (step {}, d = {})", job.embedder.checkpoint.dir.display(), job.embedder.checkpoint.state.step, job.embedder.dim());
+    eprintln!("genes: {}", job.genes.mapping.report);
+    eprintln!("{}", job.genes);
+    eprintln!(
+        "visible genes: K = {}, {} sampling, seed {}, {} sampling(s) averaged",
+        job.sampler.k, job.weights, job.sampler.seed, job.opts.samplings
+    );
+    let bar = if std::io::stderr().is_terminal() {
+        let style = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} cells  {per_sec}  ETA {eta}")
+            .expect("the template is valid");
+        indicatif::ProgressBar::new(job.n_obs() as u64).with_style(style)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let summary = job.run(&bar).with_context(|| format!("writing embeddings to {}", a.output.display()))?;
+    bar.finish_and_clear();
+    for w in &summary.warnings {
+        eprintln!("warning: {w}");
+    }
+    let files: Vec<String> = summary.files.iter().map(|f| f.display().to_string()).collect();
+    eprintln!(
+        "embedded {} cells × {} dims in {:.1}s ({:.0} cells/s) → {}",
+        summary.n_obs,
+        summary.dim,
+        summary.seconds,
+        summary.cells_per_second(),
+        files.join(", ")
+    );
+    Ok(())
 }

@@ -174,6 +174,13 @@ impl Checkpoint {
     /// batches onto the model).
     pub fn load_model(&self, corpus: &Corpus, device: Device) -> Result<(nn::VarStore, TxFm)> {
         self.vocab_map(corpus)?;
+        self.load_weights(device)
+    }
+
+    /// Builds the model of the checkpoint's config on `device` and loads its weights, with no
+    /// corpus to check against: for embedding new data, whose genes are mapped onto
+    /// [`Self::var_names`] by the caller.
+    pub fn load_weights(&self, device: Device) -> Result<(nn::VarStore, TxFm)> {
         let mut vs = nn::VarStore::new(device);
         let model = TxFm::new(&vs.root(), &self.config.model, self.var_names.len())?;
         let path = self.model_path();

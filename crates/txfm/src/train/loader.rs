@@ -440,7 +440,7 @@ fn decode(shared: &Shared, epoch: u64, unit: &Unit) -> Result<Vec<Prepared>> {
         })?;
         let (genes, counts) = vocab.row(i);
         let library_size = raw.library_size[i];
-        let mut rng = stream_rng(VISIBLE_STREAM, cfg.seed, epoch, sample);
+        let mut rng = visible_rng(cfg.seed, epoch, sample);
         let visible = sample_visible_genes(profiled, cfg.k, shared.weights.as_deref(), &mut rng);
         let visible_values = cfg.preprocess.values_at(genes, counts, library_size, &visible);
         out.push(Prepared { sample, dataset, library_size, genes: genes.to_vec(), counts: counts.to_vec(), visible, visible_values });
@@ -520,6 +520,12 @@ fn stream_rng(stream: u64, seed: u64, epoch: u64, index: u64) -> ChaCha8Rng {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
     ChaCha8Rng::from_seed(key)
+}
+
+/// The stream of sample `sample`'s visible genes in epoch `epoch`. Shared with `embed`, so that
+/// embedding a cell replays the draw training showed it.
+pub(crate) fn visible_rng(seed: u64, epoch: u64, sample: u64) -> ChaCha8Rng {
+    stream_rng(VISIBLE_STREAM, seed, epoch, sample)
 }
 
 /// SplitMix64's finaliser: a fast bijective hash whose output bits are all well mixed.

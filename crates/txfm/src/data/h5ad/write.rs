@@ -67,6 +67,11 @@ impl H5adWriter {
         Ok(H5adWriter { path: path.to_path_buf(), file, n_vars: var.n_obs(), x: None, obsm: Vec::new(), tmp })
     }
 
+    /// The final path (the file appears there at `finish`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Appends rows to X (CSR, float32, indices int32 or int64 as anndata expects, indptr int64).
     /// Rows must arrive in order; chunk.n_cols must equal n_vars.
     pub fn append_x(&mut self, chunk: &CsrChunk) -> Result<()> {

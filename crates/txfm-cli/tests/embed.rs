@@ -1,0 +1,127 @@
+//! `txfm embed` end to end: simulate → corpus → train a tiny model a few steps → embed the
+//! simulated h5ad to .h5ad, .npy and .parquet, read back with anndata, numpy and pyarrow: the
+//! same values in every format, the input's obs kept, obsm keys accumulating across runs, and a
+//! clear error (with nothing written) for an input sharing no gene with the model.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use txfm::corpus::{build_corpus, BuildOptions, DatasetSpec, Filters, Manifest};
+use txfm::data::genes::GeneIdKind;
+use txfm::data::h5ad::H5adWriter;
+use txfm::data::{CsrChunk, ObsFrame};
+use txfm::model::DecoderConfig;
+use txfm::simulate::{simulate_to_h5ad, SimConfig};
+use txfm::testing::run_python;
+use txfm::train::RunConfig;
+
+fn txfm(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_txfm")).args(args).current_dir(cwd).output().expect("txfm runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// sim.h5ad (300 cells), its corpus, and run/ trained 3 steps by the CLI.
+fn trained(dir: &Path) {
+    let h5ad = dir.join("sim.h5ad");
+    simulate_to_h5ad(&SimConfig { n_cells: 300, ..SimConfig::tiny() }, &h5ad, &indicatif::ProgressBar::hidden()).unwrap();
+    let m = Manifest::new(vec![DatasetSpec::new("sim", &h5ad, GeneIdKind::Raw)], Filters { min_cells_per_gene: 3, min_genes_per_cell: 0 });
+    build_corpus(&m, &dir.join("corpus"), &BuildOptions::default()).unwrap();
+    let mut cfg = RunConfig::tiny();
+    (cfg.steps, cfg.checkpoint_every, cfg.eval_every) = (Some(3), 3, 3);
+    cfg.model.d_model = 32;
+    cfg.model.decoder = DecoderConfig::ResidualMlp { n_layers: 1, d_hidden: 32 };
+    (cfg.model.n_visible, cfg.loader.k) = (32, 32);
+    std::fs::write(dir.join("run.toml"), cfg.to_toml()).unwrap();
+    let train = txfm(&["train", "--corpus", "corpus", "--config", "run.toml", "--out", "run"], dir);
+    assert!(train.status.success(), "{}", text(&train));
+}
+
+fn embed(dir: &Path, args: &[&str]) -> String {
+    let mut all = vec!["embed"];
+    all.extend_from_slice(args);
+    let o = txfm(&all, dir);
+    assert!(o.status.success(), "txfm {}: {}", all.join(" "), text(&o));
+    text(&o)
+}
+
+#[test]
+fn embeds_to_h5ad_npy_and_parquet_with_the_same_values_and_the_inputs_obs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained(d);
+    let log = embed(d, &["--model", "run", "--input", "sim.h5ad", "--output", "emb.h5ad"]);
+    assert!(log.contains("input profiles") && log.contains("of the model's"), "{log}");
+    assert!(log.contains("embedded 300 cells × 32 dims"), "{log}");
+    // A checkpoint folder as --model, other batch sizes and threads: the same numbers.
+    embed(d, &["--model", "run/checkpoints/step-0000003", "--input", "sim.h5ad", "--output", "emb.npy", "--batch-size", "7"]);
+    embed(d, &["--model", "run", "--input", "sim.h5ad", "--output", "emb.parquet", "--threads", "1", "--batch-size", "300"]);
+    // Embedding the output again under another key keeps the first key: keys accumulate.
+    embed(d, &["--model", "run", "--input", "emb.h5ad", "--output", "twice.h5ad", "--key", "X_avg", "--samplings", "3"]);
+
+    let out = run_python(
+        r#"
+import os, sys, anndata as ad, numpy as np, pandas as pd, pyarrow.parquet as pq
+os.chdir(sys.argv[1])
+sim, emb, twice = (ad.read_h5ad(p) for p in ("sim.h5ad", "emb.h5ad", "twice.h5ad"))
+e = emb.obsm["X_txfm"]
+assert e.dtype == np.float32 and e.shape == (300, 32), (e.dtype, e.shape)
+assert np.isfinite(e).all() and e.std(axis=0).mean() > 1e-4
+assert (emb.obs_names == sim.obs_names).all() and (emb.var_names == sim.var_names).all()
+assert list(emb.obs.columns) == list(sim.obs.columns)
+assert (emb.obs["perturbation"].astype(str) == sim.obs["perturbation"].astype(str)).all()
+assert (emb.X.toarray() == sim.X.toarray()).all()
+
+n = np.load("emb.npy")
+assert n.dtype == np.float32 and n.shape == (300, 32) and n.flags["C_CONTIGUOUS"]
+assert (n == e).all(), np.abs(n - e).max()
+obs = pd.read_csv("emb.obs.tsv", sep="\t", index_col=0)
+assert list(obs.index) == list(sim.obs_names)
+assert (obs["perturbation"].to_numpy() == sim.obs["perturbation"].astype(str).to_numpy()).all()
+
+t = pq.read_table("emb.parquet").to_pandas()
+assert list(t["obs_name"]) == list(sim.obs_names)
+assert (t["batch"].astype(str).to_numpy() == sim.obs["batch"].astype(str).to_numpy()).all()
+p = t.filter(regex=r"^X_txfm_\d+$").to_numpy()
+assert p.dtype == np.float32 and p.shape == (300, 32) and (p == e).all(), np.abs(p - e).max()
+
+assert sorted(twice.obsm.keys()) == ["X_avg", "X_txfm"]
+assert (twice.obsm["X_txfm"] == e).all()
+a = twice.obsm["X_avg"]
+assert a.shape == (300, 32) and np.abs(a - e).max() > 1e-3
+print("ok", round(float(np.abs(e).mean()), 6))
+"#,
+        &[d.to_str().unwrap()],
+    );
+    assert!(out.starts_with("ok"), "{out}");
+}
+
+#[test]
+fn an_input_without_model_genes_fails_naming_the_file_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained(d);
+    let input = d.join("mouse.h5ad");
+    let var = ObsFrame { names: vec!["Actb".into(), "Gapdh".into()], columns: vec![] };
+    let mut w = H5adWriter::create(&input, &var).unwrap();
+    let mut x = CsrChunk::new(0, 2);
+    x.push_dense_row(&[1.0, 2.0]);
+    w.append_x(&x).unwrap();
+    w.finish(&ObsFrame { names: vec!["c0".into()], columns: vec![] }).unwrap();
+
+    for output in ["out.h5ad", "out.npy", "out.parquet"] {
+        let o = txfm(&["embed", "--model", "run", "--input", "mouse.h5ad", "--output", output], d);
+        let msg = text(&o);
+        assert!(!o.status.success(), "{msg}");
+        assert!(msg.contains("mouse.h5ad: none of its genes is in the model's vocabulary"), "{msg}");
+        assert!(!d.join(output).exists(), "{output} written");
+    }
+    let o = txfm(&["embed", "--model", "nowhere", "--input", "sim.h5ad", "--output", "x.h5ad"], d);
+    assert!(!o.status.success() && text(&o).contains("nowhere"), "{}", text(&o));
+    let o = txfm(&["embed", "--model", "run", "--input", "sim.h5ad", "--output", "x.csv"], d);
+    assert!(!o.status.success() && text(&o).contains("x.csv"), "{}", text(&o));
+    let leftovers: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.contains("partial")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -1,0 +1,146 @@
+//! The embedding loop: a checkpoint's encoder, in evaluation mode (no stochastic depth) and
+//! without gradients, turns each input row's visible genes into its CLS embedding, averaged over
+//! `samplings` independent draws of the visible genes.
+//!
+//! The input is streamed: a reader thread reads row chunks, maps them onto the model's genes and
+//! hands them over (two chunks in flight at most) while this thread runs the encoder, so memory
+//! is a few chunks whatever `n_obs` is.
+
+use std::path::Path;
+use std::sync::mpsc::sync_channel;
+
+use indicatif::ProgressBar;
+use tch::{nn, Device, Tensor};
+
+use super::genes::{GeneMap, ModelRows};
+use super::sampler::Sampler;
+use crate::data::{CsrChunk, ExpressionSource};
+use crate::model::TxFm;
+use crate::train::checkpoint::checkpoints_dir;
+use crate::runtime::with_autocast;
+use crate::train::Checkpoint;
+use crate::{Error, Result};
+
+/// The checkpoint `path` names: a run folder (its `checkpoints/latest`) or a checkpoint folder.
+pub fn open_checkpoint(path: &Path) -> Result<Checkpoint> {
+    if !path.is_dir() {
+        return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such run or checkpoint folder")));
+    }
+    if let Some(c) = Checkpoint::latest(path)? {
+        return Ok(c);
+    }
+    if path.join("model.safetensors").exists() {
+        return Checkpoint::open(path);
+    }
+    Err(Error::format(
+        path,
+        format!("not a run folder (no {}/latest) nor a checkpoint folder (no model.safetensors)", checkpoints_dir(path).display()),
+    ))
+}
+
+/// A loaded model ready to embed.
+pub struct Embedder {
+    pub checkpoint: Checkpoint,
+    /// Owns the weights `model` reads.
+    _vs: nn::VarStore,
+    model: TxFm,
+    device: Device,
+}
+
+impl Embedder {
+    /// Loads the model of `path` ([`open_checkpoint`]) onto `device`.
+    pub fn load(path: &Path, device: Device) -> Result<Self> {
+        let checkpoint = open_checkpoint(path)?;
+        let (vs, model) = checkpoint.load_weights(device)?;
+        Ok(Embedder { checkpoint, _vs: vs, model, device })
+    }
+
+    /// Embedding width `d` (the model's `d_model`).
+    pub fn dim(&self) -> usize {
+        self.model.config().d_model
+    }
+
+    /// The model's gene ids, in weight order. `[G]`
+    pub fn vocab(&self) -> &[String] {
+        &self.checkpoint.var_names
+    }
+
+    /// A sampler as the run's loader draws: its K, τ-weighting (`weights`), preprocessing and,
+    /// unless `seed` is given, its `loader.seed`.
+    pub fn sampler(&self, seed: Option<u64>, k: Option<usize>, weights: Option<Vec<f64>>) -> Sampler {
+        let c = &self.checkpoint.config;
+        Sampler { k: k.unwrap_or(c.model.n_visible), seed: seed.unwrap_or(c.loader.seed), preprocess: c.loader.preprocess, weights }
+    }
+
+    /// CLS embeddings of every row of `rows`, averaged over samplings `0..samplings`, encoded
+    /// `batch_size` rows at a time. Row-major `[rows.n_rows(), d]`.
+    pub fn embed_rows(&self, rows: &ModelRows, profiled: &[u32], sampler: &Sampler, samplings: usize, batch_size: usize) -> Vec<f32> {
+        let (n, d) = (rows.n_rows(), self.dim());
+        let mut out = vec![0.0f32; n * d];
+        for s in 0..samplings {
+            for start in (0..n).step_by(batch_size.max(1)) {
+                let end = (start + batch_size).min(n);
+                let visible = sampler.visible(rows, profiled, s as u64, start..end).to_tensors(self.device);
+                // On CUDA the encoder runs at the precision it was trained in (bf16 autocast by default).
+                let autocast = (self.device != Device::Cpu && self.checkpoint.config.autocast).then_some(self.checkpoint.config.autocast_dtype);
+                let cls: Tensor = tch::no_grad(|| with_autocast(self.device, autocast, || self.model.encode(&visible, false)));
+                let cls: Vec<f32> = Vec::try_from(cls.to_device(Device::Cpu).to_kind(tch::Kind::Float).flatten(0, -1))
+                    .expect("a float tensor converts to Vec<f32>");
+                for (o, c) in out[start * d..end * d].iter_mut().zip(cls) {
+                    *o += c;
+                }
+            }
+        }
+        if samplings > 1 {
+            let scale = 1.0 / samplings as f32;
+            out.iter_mut().for_each(|v| *v *= scale);
+        }
+        out
+    }
+
+    /// Embeds every row of `src` in order, `chunk_rows` rows per read, calling `out` with each
+    /// chunk as read (columns = input vars) and its embeddings `[chunk rows, d]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn embed_source(
+        &self,
+        src: &mut dyn ExpressionSource,
+        genes: &GeneMap,
+        sampler: &Sampler,
+        samplings: usize,
+        batch_size: usize,
+        chunk_rows: usize,
+        progress: &ProgressBar,
+        mut out: impl FnMut(&CsrChunk, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        if samplings == 0 || batch_size == 0 || chunk_rows == 0 || sampler.k == 0 {
+            return Err(Error::Invalid("samplings, batch size, chunk rows and K must be positive".into()));
+        }
+        let n = src.n_obs();
+        let (tx, rx) = sync_channel::<Result<(CsrChunk, ModelRows)>>(2);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut start = 0;
+                while start < n {
+                    let end = (start + chunk_rows).min(n);
+                    let item = src.read_rows(start, end).map(|chunk| {
+                        let rows = genes.rows(chunk.clone());
+                        (chunk, rows)
+                    });
+                    let failed = item.is_err();
+                    if tx.send(item).is_err() || failed {
+                        return;
+                    }
+                    start = end;
+                }
+            });
+            // Leaving early drops `rx`, which stops the reader at its next send.
+            for item in rx {
+                let (chunk, rows) = item?;
+                let emb = self.embed_rows(&rows, &genes.profiled, sampler, samplings, batch_size);
+                out(&chunk, &emb)?;
+                progress.inc(rows.n_rows() as u64);
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,188 @@
+//! `txfm embed` as one library call: [`EmbedJob::prepare`] loads the model, opens the input and
+//! maps its genes (so the caller can report the overlap before any work), [`EmbedJob::run`]
+//! streams the input through the model into the output.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+
+use super::embedder::Embedder;
+use super::genes::GeneMap;
+use super::output::{create_sink, InputInfo, OutputFormat};
+use super::sampler::{weights_from_corpus, weights_from_input, Sampler};
+use crate::corpus::Corpus;
+use crate::data::genes::GeneIdKind;
+use crate::data::{open_source, ExpressionSource, SourceFormat, SourceOptions};
+use crate::runtime::DeviceSpec;
+use crate::{Error, Result};
+
+/// Rows read per chunk: a few MB of sparse counts, amortising reads.
+pub const DEFAULT_CHUNK_ROWS: usize = 4096;
+
+/// Everything `txfm embed` takes.
+#[derive(Debug, Clone)]
+pub struct EmbedOptions {
+    /// A run folder (its `checkpoints/latest`) or a checkpoint folder.
+    pub model: PathBuf,
+    pub input: PathBuf,
+    pub source: SourceOptions,
+    /// How to read the input's gene IDs. `Auto` reads them as the corpus builder would, or as
+    /// given (`Raw`) when the model's vocabulary is not human Ensembl IDs.
+    pub gene_ids: GeneIdKind,
+    pub output: PathBuf,
+    /// `None`: from the output's extension.
+    pub format: Option<OutputFormat>,
+    /// `obsm` key in an h5ad output; column prefix in Parquet.
+    pub key: String,
+    /// Seeds the visible genes; `None`: the run's `loader.seed`.
+    pub seed: Option<u64>,
+    /// Visible genes per sample; `None`: the model's `n_visible`, as trained.
+    pub k: Option<usize>,
+    /// Independent draws of the visible genes averaged into each embedding.
+    pub samplings: usize,
+    /// Samples per forward pass.
+    pub batch_size: usize,
+    pub chunk_rows: usize,
+    pub device: DeviceSpec,
+    /// libtorch intra-op threads; `None` leaves libtorch's setting (`OMP_NUM_THREADS` or one per
+    /// core). Results do not depend on it.
+    pub threads: Option<usize>,
+    /// For a run trained with frequency-weighted sampling (τ ≠ 0): the corpus whose detection
+    /// counts give the weights. Without it they are counted in the input (see [`GeneWeights`]).
+    pub weights_corpus: Option<PathBuf>,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        EmbedOptions {
+            model: PathBuf::new(),
+            input: PathBuf::new(),
+            source: SourceOptions::default(),
+            gene_ids: GeneIdKind::Auto,
+            output: PathBuf::new(),
+            format: None,
+            key: "X_txfm".into(),
+            seed: None,
+            k: None,
+            samplings: 1,
+            batch_size: 256,
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            device: DeviceSpec::Cpu,
+            threads: None,
+            weights_corpus: None,
+        }
+    }
+}
+
+/// Where the visible-gene sampling weights come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GeneWeights {
+    /// τ = 0: uniform over the profiled genes.
+    Uniform,
+    /// `m_i^τ` with `m_i` from this corpus (the training corpus, to reproduce training exactly).
+    Corpus(PathBuf),
+    /// `m_i^τ` with `m_i` counted in the input: a checkpoint does not carry its corpus's counts,
+    /// and the input's own detection rates are the closest stand-in.
+    Input,
+}
+
+impl fmt::Display for GeneWeights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GeneWeights::Uniform => f.write_str("uniform"),
+            GeneWeights::Corpus(p) => write!(f, "frequency-weighted, detection counts of corpus {}", p.display()),
+            GeneWeights::Input => f.write_str("frequency-weighted, detection counts of the input (pass --weights-corpus for the training corpus's)"),
+        }
+    }
+}
+
+/// A prepared embedding pass.
+pub struct EmbedJob {
+    pub opts: EmbedOptions,
+    pub format: OutputFormat,
+    pub embedder: Embedder,
+    pub genes: GeneMap,
+    pub sampler: Sampler,
+    pub weights: GeneWeights,
+    src: Box<dyn ExpressionSource>,
+}
+
+/// What a pass did.
+#[derive(Debug, Clone)]
+pub struct EmbedSummary {
+    pub n_obs: usize,
+    pub dim: usize,
+    pub files: Vec<PathBuf>,
+    pub seconds: f64,
+    /// What the output left out of the input, one line each.
+    pub warnings: Vec<String>,
+}
+
+impl EmbedSummary {
+    pub fn cells_per_second(&self) -> f64 {
+        self.n_obs as f64 / self.seconds.max(1e-9)
+    }
+}
+
+impl EmbedJob {
+    /// Loads the model, opens the input (refusing non-counts unless allowed), maps its genes
+    /// onto the vocabulary and sets up the sampling weights.
+    pub fn prepare(opts: EmbedOptions) -> Result<Self> {
+        let format = match opts.format {
+            Some(f) => f,
+            None => OutputFormat::from_path(&opts.output)?,
+        };
+        if opts.samplings == 0 || opts.batch_size == 0 || opts.chunk_rows == 0 || opts.threads == Some(0) {
+            return Err(Error::Invalid("samplings, batch size, chunk rows and threads must be positive".into()));
+        }
+        if let Some(t) = opts.threads {
+            tch::set_num_threads(t as i32);
+        }
+        let embedder = Embedder::load(&opts.model, opts.device.resolve()?)?;
+        let mut src = open_source(&opts.input, &opts.source)?;
+        let genes = GeneMap::new(src.var_names(), opts.gene_ids, embedder.vocab(), &opts.input)?;
+        let tau = embedder.checkpoint.config.model.sampling_tau;
+        let (weights, w) = if tau == 0.0 {
+            (GeneWeights::Uniform, None)
+        } else if let Some(dir) = &opts.weights_corpus {
+            let corpus = Corpus::open(dir)?;
+            (GeneWeights::Corpus(dir.clone()), Some(weights_from_corpus(&corpus, embedder.vocab(), tau)))
+        } else {
+            (GeneWeights::Input, Some(weights_from_input(src.as_mut(), &genes, tau, opts.chunk_rows.max(1))?))
+        };
+        let sampler = embedder.sampler(opts.seed, opts.k, w);
+        Ok(EmbedJob { opts, format, embedder, genes, sampler, weights, src })
+    }
+
+    pub fn n_obs(&self) -> usize {
+        self.src.n_obs()
+    }
+
+    /// Embeds every row into the output; nothing is left at the output paths on error.
+    pub fn run(mut self, progress: &ProgressBar) -> Result<EmbedSummary> {
+        let started = Instant::now();
+        let (o, d) = (&self.opts, self.embedder.dim());
+        let source_format = match o.source.format {
+            Some(f) => f,
+            None => SourceFormat::detect(&o.input)?,
+        };
+        let meta = self.src.meta().clone();
+        let info = InputInfo { path: &o.input, format: source_format, n_obs: meta.obs.n_obs(), obs: &meta.obs, var_names: &meta.var_names };
+        let mut sink = create_sink(self.format, &o.output, &info, &o.key, d)?;
+        self.embedder.embed_source(
+            self.src.as_mut(),
+            &self.genes,
+            &self.sampler,
+            o.samplings,
+            o.batch_size,
+            o.chunk_rows,
+            progress,
+            |chunk, emb| sink.write(chunk, emb),
+        )?;
+        let warnings = sink.warnings();
+        let files = sink.finish()?;
+        Ok(EmbedSummary { n_obs: meta.obs.n_obs(), dim: d, files, seconds: started.elapsed().as_secs_f64(), warnings })
+    }
+}

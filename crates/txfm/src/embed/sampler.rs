@@ -1,0 +1,144 @@
+//! The visible genes of each input row, drawn exactly as the training loader draws them: `K`
+//! genes from the profiled ones ([`sample_visible_genes`], uniform or weighted by `m_i^τ`), their
+//! preprocessed values, and padding when fewer than `K` genes are profiled.
+//!
+//! Each row's draw has its own random stream, keyed by (seed, sampling, row index): results do
+//! not depend on chunk size, batch size or threads. The key is the loader's visible-gene stream
+//! with the sampling in place of the epoch and the row in place of the sample id, so embedding
+//! the file a single-dataset corpus was built from (keeping every cell), with the run's
+//! `loader.seed`, shows each cell the very genes the loader showed it in epoch `sampling`.
+
+use std::ops::Range;
+
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Tensor};
+
+use super::genes::{GeneMap, ModelRows};
+use crate::corpus::Corpus;
+use crate::data::ExpressionSource;
+use crate::model::{frequency_weights, sample_visible_genes, VisibleTokens};
+use crate::preprocess::Preprocess;
+use crate::Result;
+
+/// The random stream of row `row`'s draw number `sampling`: the loader's visible-gene stream.
+pub fn row_rng(seed: u64, sampling: u64, row: u64) -> ChaCha8Rng {
+    crate::train::loader::visible_rng(seed, sampling, row)
+}
+
+/// Draws visible genes for rows.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    /// Visible genes per sample (K).
+    pub k: usize,
+    pub seed: u64,
+    pub preprocess: Preprocess,
+    /// Sampling weights over the model vocabulary; `None` for uniform. `[G]`
+    pub weights: Option<Vec<f64>>,
+}
+
+/// Visible tokens of a batch on the host. `[n, k]` each, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostVisible {
+    pub n: usize,
+    pub k: usize,
+    /// Model gene indices; 0 at padding.
+    pub genes: Vec<i64>,
+    /// Preprocessed values, zeros included; 0 at padding.
+    pub values: Vec<f32>,
+    /// True at padding slots.
+    pub pad: Vec<bool>,
+}
+
+impl HostVisible {
+    pub fn to_tensors(&self, device: Device) -> VisibleTokens {
+        let shape = [self.n as i64, self.k as i64];
+        VisibleTokens {
+            genes: Tensor::from_slice(&self.genes).view(shape).to_device(device),
+            values: Tensor::from_slice(&self.values).view(shape).to_device(device),
+            pad: Tensor::from_slice(&self.pad).view(shape).to_device(device),
+        }
+    }
+}
+
+impl Sampler {
+    /// Visible tokens of local rows `range` of `rows` for sampling `sampling`, drawn from
+    /// `profiled` (model indices, increasing).
+    pub fn visible(&self, rows: &ModelRows, profiled: &[u32], sampling: u64, range: Range<usize>) -> HostVisible {
+        let (n, k) = (range.len(), self.k);
+        let mut b = HostVisible { n, k, genes: vec![0; n * k], values: vec![0.0; n * k], pad: vec![true; n * k] };
+        for (i, r) in range.enumerate() {
+            let mut rng = row_rng(self.seed, sampling, (rows.row_start + r) as u64);
+            let visible = sample_visible_genes(profiled, k, self.weights.as_deref(), &mut rng);
+            let (genes, counts) = rows.row(r);
+            let values = self.preprocess.values_at(genes, counts, rows.library_size[r], &visible);
+            for (j, (&g, v)) in visible.iter().zip(values).enumerate() {
+                b.genes[i * k + j] = g as i64;
+                b.values[i * k + j] = v;
+                b.pad[i * k + j] = false;
+            }
+        }
+        b
+    }
+}
+
+/// Frequency weights `m_i^τ` over the model vocabulary from a corpus's detection counts, matched
+/// by gene id (model genes the corpus lacks count as undetected).
+pub fn weights_from_corpus(corpus: &Corpus, vocab: &[String], tau: f64) -> Vec<f64> {
+    let m: std::collections::HashMap<&str, u64> =
+        corpus.var_names.iter().map(String::as_str).zip(corpus.n_cells.iter().copied()).collect();
+    let n_cells: Vec<u64> = vocab.iter().map(|g| m.get(g.as_str()).copied().unwrap_or(0)).collect();
+    frequency_weights(&n_cells, tau)
+}
+
+/// Frequency weights `m_i^τ` with `m_i` counted in the input itself (one streaming pass): the
+/// stand-in for the training corpus's counts, which a checkpoint does not carry.
+pub fn weights_from_input(src: &mut dyn ExpressionSource, genes: &GeneMap, tau: f64, chunk_rows: usize) -> Result<Vec<f64>> {
+    let mut n_cells = vec![0u64; genes.n_vocab];
+    let n = src.n_obs();
+    let mut start = 0;
+    while start < n {
+        let end = (start + chunk_rows).min(n);
+        let rows = genes.rows(src.read_rows(start, end)?);
+        for &g in &rows.genes {
+            n_cells[g as usize] += 1;
+        }
+        start = end;
+    }
+    Ok(frequency_weights(&n_cells, tau))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> ModelRows {
+        // Row 0 counts genes 1 (3) and 4 (1), library 8 (4 counts at genes the model lacks);
+        // row 1 is empty.
+        ModelRows { row_start: 5, library_size: vec![8.0, 0.0], indptr: vec![0, 2, 2], genes: vec![1, 4], counts: vec![3.0, 1.0] }
+    }
+
+    #[test]
+    fn pads_when_fewer_genes_are_profiled_than_k() {
+        let s = Sampler { k: 4, seed: 1, preprocess: Preprocess::LibNormLog1p { target_sum: 8.0 }, weights: None };
+        let b = s.visible(&rows(), &[1, 2, 4], 0, 0..2);
+        assert_eq!(b.pad, [false, false, false, true, false, false, false, true]);
+        assert_eq!(b.genes, [1, 2, 4, 0, 1, 2, 4, 0], "all profiled genes, in order, then padding");
+        let ln = |x: f32| x.ln_1p();
+        assert_eq!(b.values, [ln(3.0), 0.0, ln(1.0), 0.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn draws_depend_on_seed_sampling_and_row_only() {
+        let profiled: Vec<u32> = (0..50).collect();
+        let s = Sampler { k: 5, seed: 3, preprocess: Preprocess::default(), weights: None };
+        let both = s.visible(&rows(), &profiled, 0, 0..2);
+        let second = s.visible(&rows(), &profiled, 0, 1..2);
+        assert_eq!(both.genes[5..], second.genes[..], "a row's draw does not depend on its batch");
+        assert_ne!(both.genes[..5], both.genes[5..], "rows differ");
+        assert_ne!(s.visible(&rows(), &profiled, 1, 0..2).genes, both.genes, "samplings differ");
+        let other = Sampler { seed: 4, ..s.clone() };
+        assert_ne!(other.visible(&rows(), &profiled, 0, 0..2).genes, both.genes, "seeds differ");
+        let mut rng = row_rng(3, 0, 6);
+        assert_eq!(sample_visible_genes(&profiled, 5, None, &mut rng), both.genes[5..].iter().map(|&g| g as u32).collect::<Vec<_>>());
+    }
+}
