@@ -1,11 +1,20 @@
 //! `txfm quickstart`: the whole pipeline on an embedded default, so a new user sees every stage
-//! work in a minute on a laptop: simulate a Perturb-seq screen → build a corpus → train the tiny model → write a report.
-//! Later stages (embed, benchmark) join here as they land.
+//! work in a few minutes on a laptop: simulate a Perturb-seq screen → build a corpus → train the
+//! tiny model → embed the screen → PCA and (Lib+Log)Norm baselines → the perturbation benchmark
+//! of all three against the simulator's true gene pairs → `report.md` with plots.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::atomic::write_atomic;
+use crate::baseline::{fit_pca, write_libnorm, CountInput, LibNormConfig, PcaConfig, PcaOutputs};
+use crate::data::SourceOptions;
+use crate::embed::{EmbedJob, EmbedOptions, EmbedSummary};
+use crate::eval::annotations::load_paths;
+use crate::eval::perturb::input::{load as load_perturb_input, InputConfig};
+use crate::eval::perturb::plots::write_plots;
+use crate::eval::perturb::report::PerturbReport;
+use crate::eval::perturb::run::{run as run_benchmark, PerturbConfig};
 use crate::corpus::{build_corpus, stats::stats_table, BuildOptions, Corpus, CorpusSummary, DatasetSpec, Filters, Manifest};
 use crate::data::genes::GeneIdKind;
 use crate::simulate::{simulate_to_h5ad, SimConfig, SimSummary};
@@ -19,12 +28,20 @@ pub struct QuickstartConfig {
     pub sim: SimConfig,
     /// The training stage's run (the `tiny` preset).
     pub run: RunConfig,
+    /// The benchmark stage (quick: short probe and decoder training).
+    pub bench: PerturbConfig,
     pub progress: bool,
 }
 
 impl QuickstartConfig {
     pub fn new(out: impl Into<PathBuf>) -> Self {
-        QuickstartConfig { out: out.into(), sim: SimConfig::quickstart(), run: RunConfig::tiny(), progress: false }
+        QuickstartConfig {
+            out: out.into(),
+            sim: SimConfig::quickstart(),
+            run: RunConfig::tiny(),
+            bench: PerturbConfig::quick().with_seeds(2),
+            progress: false,
+        }
     }
 }
 
@@ -36,20 +53,28 @@ pub struct QuickstartOutputs {
     pub corpus: CorpusSummary,
     pub run_dir: PathBuf,
     pub train: TrainOutcome,
+    pub embed: EmbedSummary,
+    /// The screen with `obsm` X_txfm, X_pca and X_libnorm.
+    pub cells: PathBuf,
+    pub bench: PerturbReport,
+    pub bench_dir: PathBuf,
     pub report: PathBuf,
 }
+
+/// The embeddings the benchmark compares, in table order.
+pub const EMBEDDINGS: [&str; 3] = ["X_txfm", "X_pca", "X_libnorm"];
 
 /// Runs every stage and writes `report.md` in `cfg.out`.
 pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
     let out = &cfg.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
 
-    stage(cfg, "1/3 simulate a Perturb-seq screen");
+    stage(cfg, "1/6 simulate a Perturb-seq screen");
     let h5ad = out.join("sim.h5ad");
     let bar = if cfg.progress { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
     let sim = simulate_to_h5ad(&cfg.sim, &h5ad, &bar)?;
 
-    stage(cfg, "2/3 build a corpus");
+    stage(cfg, "2/6 build a corpus");
     let mut ds = DatasetSpec::new("sim", "sim.h5ad", GeneIdKind::Raw);
     ds.obs_columns = ["perturbation", "batch", "is_control", "cell_state"].map(String::from).to_vec();
     // The simulated screen is shallow (a few hundred detected genes per cell), so the cell filter
@@ -61,7 +86,7 @@ pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
     let corpus_dir = out.join("corpus");
     let corpus = build_corpus(&manifest, &corpus_dir, &BuildOptions { overwrite: true, progress: cfg.progress })?;
 
-    stage(cfg, "3/3 train the tiny model");
+    stage(cfg, "3/6 train the tiny model");
     let run_dir = out.join("run");
     // A re-run starts the training afresh, as it rebuilds the corpus.
     if run_dir.exists() {
@@ -70,9 +95,79 @@ pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
     let opened = Arc::new(Corpus::open(&corpus_dir)?);
     let trained = train(opened, &cfg.run, &TrainOptions { progress: cfg.progress, ..TrainOptions::new(&run_dir) })?;
 
+    stage(cfg, "4/6 embed every cell with the trained model");
+    let embedded = out.join("cells.txfm.h5ad");
+    let job = EmbedJob::prepare(EmbedOptions { model: run_dir.clone(), input: h5ad.clone(), output: embedded.clone(), ..EmbedOptions::default() })?;
+    let embed = job.run(&bar_for(cfg))?;
+
+    stage(cfg, "5/6 PCA and (Lib+Log)Norm baselines");
+    let with_pca = out.join("cells.pca.h5ad");
+    let mut input = CountInput::open(&embedded, &SourceOptions::default())?;
+    let pca = fit_pca(&mut input, &PcaConfig::default(), &mut |_| {})?;
+    pca.write(&mut input, &PcaOutputs::beside(&with_pca), false)?;
+    let cells = out.join("cells.h5ad");
+    let mut input = CountInput::open(&with_pca, &SourceOptions::default())?;
+    write_libnorm(&mut input, &LibNormConfig::default(), &cells, false, &mut |_| {})?;
+    for f in [&embedded, &with_pca] {
+        std::fs::remove_file(f).map_err(|e| Error::io(f, e))?;
+    }
+
+    stage(cfg, "6/6 perturbation benchmark against the true gene pairs");
+    let bench_dir = out.join("bench");
+    std::fs::create_dir_all(&bench_dir).map_err(|e| Error::io(&bench_dir, e))?;
+    let input_cfg = InputConfig { obsm_keys: EMBEDDINGS.map(String::from).to_vec(), ..InputConfig::default() };
+    let bench_input = load_perturb_input(&cells, &input_cfg)?;
+    let dbs = load_paths(std::slice::from_ref(&sim.pairs_csv))?;
+    let bench = run_benchmark(&bench_input, &dbs, &cfg.bench, &bar_for(cfg))?;
+    bench.write_json(&bench_dir.join("report.json"))?;
+    bench.write_markdown(&bench_dir.join("report.md"))?;
+    write_plots(&bench, &bench_dir)?;
+
     let report = out.join("report.md");
-    write_atomic(&report, &report_markdown(&sim, &corpus, &manifest_path, &corpus_dir, &run_dir, &trained))?;
-    Ok(QuickstartOutputs { sim, manifest: manifest_path, corpus_dir, corpus, run_dir, train: trained, report })
+    let mut text = report_markdown(&sim, &corpus, &manifest_path, &corpus_dir, &run_dir, &trained);
+    text.push_str(&later_stages_markdown(&embed, pca.explained_variance_ratio.iter().sum(), &bench));
+    write_atomic(&report, &text)?;
+    Ok(QuickstartOutputs { sim, manifest: manifest_path, corpus_dir, corpus, run_dir, train: trained, embed, cells, bench, bench_dir, report })
+}
+
+fn bar_for(cfg: &QuickstartConfig) -> indicatif::ProgressBar {
+    if cfg.progress { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() }
+}
+
+fn later_stages_markdown(embed: &EmbedSummary, pca_variance: f64, bench: &PerturbReport) -> String {
+    let best = |key: &str| bench.best_rows().into_iter().find(|r| r.embedding == key);
+    let line = |key: &str| match best(key) {
+        Some(r) => format!(
+            "- `{key}` (best post-processing: {}): average {}, bmdb {}\n",
+            r.postprocess.name(),
+            r.summary.average.mean.map_or("—".into(), |m| format!("{m:.1}")),
+            r.summary.bmdb.mean.map_or("—".into(), |m| format!("{m:.1}"))
+        ),
+        None => format!("- `{key}`: not benchmarked\n"),
+    };
+    let mut s = format!(
+        "\n## 4. Embedding\n\n\
+         `txfm embed` wrote the CLS embedding of all {n} cells ({d} dimensions) into `obsm['X_txfm']` \
+         of `cells.h5ad` at {rate:.0} cells/s.\n\n\
+         ## 5. Baselines\n\n\
+         `txfm baseline pca` added `obsm['X_pca']` (50 components of LibNorm+log1p, {var:.1}% of the \
+         variance; loadings in `cells.pca.pcs.tsv`) and `txfm baseline libnorm` `obsm['X_libnorm']`.\n\n\
+         ## 6. Perturbation benchmark\n\n\
+         `txfm bench perturb` on the three embeddings, with the simulator's true gene pairs as the \
+         known relationships (bmdb). Full report: `bench/report.md`, `bench/report.json`; plots: \
+         `bench/metrics.png`, `bench/bmdb_recall.png`, `bench/postprocess.png`.\n\n",
+        n = embed.n_obs,
+        d = embed.dim,
+        rate = embed.cells_per_second(),
+        var = 100.0 * pca_variance,
+    );
+    for key in EMBEDDINGS {
+        s.push_str(&line(key));
+    }
+    s.push('\n');
+    s.push_str(&bench.main_table());
+    s.push_str("\n![metrics](bench/metrics.png)\n");
+    s
 }
 
 fn stage(cfg: &QuickstartConfig, what: &str) {

@@ -1,11 +1,153 @@
-//! `txfm baseline pca|libnorm`: baseline embeddings on the same data.
+//! `txfm baseline pca|libnorm`: baseline embeddings on the same data, streamed from disk.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use txfm::baseline::{fit_pca, write_libnorm, CountInput, LibNormConfig, PcaConfig, PcaOutputs, SvdConfig};
+use txfm::data::SourceOptions;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// PCA of LibNorm+log1p expression.
-    Pca,
+    /// PCA of LibNorm+log1p expression, as scanpy's normalize_total → log1p →
+    /// [highly_variable_genes] → pca, by randomized SVD streamed from disk. Writes obsm['X_pca'],
+    /// the loadings (<out>.pcs.tsv) and the explained variance (<out>.pca.json).
+    Pca(PcaArgs),
+    /// (Lib+Log)Norm expression as the embedding: obsm['X_libnorm'], over the highly variable
+    /// genes of wide inputs (the genes kept: <out>.genes.tsv).
+    Libnorm(LibnormArgs),
 }
 
-pub fn run(_command: Command) -> anyhow::Result<()> {
-    anyhow::bail!("txfm baseline is not built yet")
+#[derive(clap::Args)]
+pub struct Io {
+    /// Input: an .h5ad, MTX folder or table of raw counts, or a corpus folder.
+    input: PathBuf,
+    /// Output .h5ad: a copy of an .h5ad input with the embedding added, otherwise obs, var and
+    /// the embedding only.
+    #[arg(long)]
+    out: PathBuf,
+    /// Write obs, var and the embedding only, even for an .h5ad input (no copy of X).
+    #[arg(long)]
+    embedding_only: bool,
+    /// Library size each sample is scaled to before log1p (scanpy's normalize_total target_sum).
+    #[arg(long, default_value_t = txfm::baseline::pca::SCANPY_TARGET_SUM)]
+    target_sum: f64,
+    /// h5ad matrix: X (default), raw, or a layer name.
+    #[arg(long)]
+    layer: Option<String>,
+    /// h5ad var column holding gene IDs (default: the var index).
+    #[arg(long)]
+    var_column: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct PcaArgs {
+    #[command(flatten)]
+    io: Io,
+    /// Principal components.
+    #[arg(long, default_value_t = 50)]
+    n_comps: usize,
+    /// Restrict to this many Seurat-flavour highly variable genes (default: all genes).
+    #[arg(long)]
+    n_top_genes: Option<usize>,
+    /// Extra random vectors beyond --n-comps (accuracy of the trailing components).
+    #[arg(long, default_value_t = SvdConfig::default().oversample)]
+    oversample: usize,
+    /// Power passes over the data before the final one.
+    #[arg(long, default_value_t = SvdConfig::default().n_iter)]
+    n_iter: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Threads for the sparse products (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(clap::Args)]
+pub struct LibnormArgs {
+    #[command(flatten)]
+    io: Io,
+    /// Keep this many highly variable genes of a wider input (0: every gene).
+    #[arg(long, default_value_t = 2000)]
+    n_top_genes: usize,
+}
+
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Pca(a) => pca(a),
+        Command::Libnorm(a) => libnorm(a),
+    }
+}
+
+fn open(io: &Io) -> anyhow::Result<CountInput> {
+    let opts = SourceOptions { layer: io.layer.clone(), var_column: io.var_column.clone(), ..SourceOptions::default() };
+    CountInput::open(&io.input, &opts).with_context(|| format!("opening {}", io.input.display()))
+}
+
+fn progress(total: usize) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} rows ({per_sec}, ETA {eta})")
+            .expect("valid template"),
+    );
+    bar
+}
+
+fn pca(a: PcaArgs) -> anyhow::Result<()> {
+    let mut input = open(&a.io)?;
+    let config = PcaConfig {
+        target_sum: a.io.target_sum,
+        n_top_genes: a.n_top_genes,
+        svd: SvdConfig { n_components: a.n_comps, oversample: a.oversample, n_iter: a.n_iter, seed: a.seed, threads: a.threads },
+    };
+    let bar = progress(input.n_obs() * (a.n_iter + 2));
+    bar.set_message("pca");
+    let fit = fit_pca(&mut input, &config, &mut |rows| bar.inc(rows as u64)).context("fitting PCA")?;
+    bar.finish_and_clear();
+    let outs = PcaOutputs::beside(&a.io.out);
+    let warnings = fit.write(&mut input, &outs, a.io.embedding_only)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    let total: f64 = fit.explained_variance_ratio.iter().sum();
+    println!(
+        "{}: {} samples × {} genes used (of {}), {} components explaining {:.2}% of the variance \
+         (PC1 {:.2}%); {:.1} s statistics + {:.1} s SVD",
+        outs.h5ad.display(),
+        fit.n_obs,
+        fit.var_indices.len(),
+        input.n_vars(),
+        fit.n_comps(),
+        100.0 * total,
+        100.0 * fit.explained_variance_ratio[0],
+        fit.seconds_stats,
+        fit.seconds_svd
+    );
+    println!("loadings: {}\nsummary: {}", outs.loadings.display(), outs.summary.display());
+    Ok(())
+}
+
+fn libnorm(a: LibnormArgs) -> anyhow::Result<()> {
+    let mut input = open(&a.io)?;
+    let config = LibNormConfig { target_sum: a.io.target_sum, n_top_genes: (a.n_top_genes > 0).then_some(a.n_top_genes) };
+    let bar = progress(input.n_obs() * 2);
+    bar.set_message("libnorm");
+    let s = write_libnorm(&mut input, &config, &a.io.out, a.io.embedding_only, &mut |rows| bar.inc(rows as u64))?;
+    bar.finish_and_clear();
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "{}: obsm['{}'] of {} samples × {} genes (of {}); genes: {}",
+        s.h5ad.display(),
+        txfm::baseline::libnorm::OBSM_KEY,
+        s.n_obs,
+        s.n_genes,
+        s.n_vars_input,
+        s.genes.display()
+    );
+    Ok(())
 }

@@ -1,8 +1,132 @@
 //! `txfm bench perturb`: the perturbation benchmark over embeddings in an h5ad's obsm.
 
-#[derive(clap::Args)]
-pub struct Args {}
+use std::io::IsTerminal;
+use std::path::PathBuf;
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use txfm::eval::annotations::load_paths;
+use txfm::eval::perturb::input::{InputConfig, load};
+use txfm::eval::perturb::postprocess::PostProcess;
+use txfm::eval::perturb::run::{PerturbConfig, run as run_benchmark};
+
+/// The perturbation benchmark (Bendidi et al. 2024, as extended by TxFM) over one or more
+/// embeddings in `obsm`: ilisi, lin, knn, p.cst, bmdb and inv under none/center/scale/TVN
+/// post-processing, mean ± sd over seeds. Writes report.json, report.md and PNG plots to --out.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The .h5ad with raw counts in X (or --layer) and the embeddings in obsm.
+    #[arg(long)]
+    input: PathBuf,
+    /// An obsm key to evaluate; repeat to compare embeddings in one table.
+    #[arg(long = "obsm", required = true)]
+    obsm: Vec<String>,
+    /// obs column of perturbation labels (gene symbols).
+    #[arg(long, default_value = "perturbation")]
+    pert_key: String,
+    /// obs column of batches.
+    #[arg(long, default_value = "batch")]
+    batch_key: String,
+    /// The control label in --pert-key.
+    #[arg(long, default_value = "control")]
+    control: String,
+    /// Pair databases: a folder (its CORUM, HuMAP, Reactome, SIGNOR and StringDB .txt files) or
+    /// `entity1,entity2` CSV files; repeatable.
+    #[arg(long, required = true)]
+    annotations: Vec<PathBuf>,
+    /// Number of seeds (splits), 0..S.
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Post-processings to compare (comma-separated: none, center, scale, tvn).
+    #[arg(long, value_delimiter = ',', default_value = "none,center,scale,tvn")]
+    postprocess: Vec<String>,
+    /// h5ad matrix with raw counts: X (default), raw, or a layer name.
+    #[arg(long)]
+    layer: Option<String>,
+    /// Skip reading X: no inv and no Tx-Evaluation p.cst.
+    #[arg(long)]
+    no_expression: bool,
+    /// Skip inv (the decoder is the slowest metric).
+    #[arg(long)]
+    no_inv: bool,
+    /// Short probe and decoder training (a quick look, not the reference settings).
+    #[arg(long)]
+    quick: bool,
+    /// A JSON file of PerturbConfig fields (flags above override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// kNN neighbours (default ⌊√n_train⌋ made odd).
+    #[arg(long)]
+    knn_k: Option<usize>,
+    /// LISI perplexity.
+    #[arg(long)]
+    perplexity: Option<usize>,
+    /// Linear-probe epochs.
+    #[arg(long)]
+    probe_epochs: Option<usize>,
+    /// Decoder (inv) epochs.
+    #[arg(long)]
+    inv_epochs: Option<usize>,
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let mut cfg = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str::<PerturbConfig>(&text).with_context(|| format!("{}: invalid benchmark config", p.display()))?
+        }
+        None if a.quick => PerturbConfig::quick(),
+        None => PerturbConfig::default(),
+    };
+    cfg = cfg.with_seeds(a.seeds);
+    cfg.postprocess = a.postprocess.iter().map(|s| s.trim().parse::<PostProcess>()).collect::<Result<_, _>>()?;
+    cfg.inv &= !a.no_inv;
+    if a.knn_k.is_some() {
+        cfg.knn_k = a.knn_k;
+    }
+    if let Some(p) = a.perplexity {
+        cfg.lisi.perplexity = p;
+    }
+    if let Some(e) = a.probe_epochs {
+        cfg.probe.epochs = e;
+    }
+    if let Some(e) = a.inv_epochs {
+        cfg.reconstruct.epochs = e;
+    }
+
+    let dbs = load_paths(&a.annotations)?;
+    let input_cfg = InputConfig {
+        obsm_keys: a.obsm.clone(),
+        pert_key: a.pert_key,
+        batch_key: a.batch_key,
+        control: a.control,
+        expression: !a.no_expression,
+        layer: a.layer,
+        ..InputConfig::default()
+    };
+    eprintln!("reading {} ...", a.input.display());
+    let input = load(&a.input, &input_cfg)?;
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("{msg:24} [{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}")
+                .expect("valid template"),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = run_benchmark(&input, &dbs, &cfg, &bar)?;
+
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    report.write_json(&a.out.join("report.json"))?;
+    report.write_markdown(&a.out.join("report.md"))?;
+    let plots = txfm::eval::perturb::plots::write_plots(&report, &a.out)?;
+    println!("{}", report.to_markdown());
+    println!("written: {}, {}", a.out.join("report.json").display(), a.out.join("report.md").display());
+    for p in plots {
+        println!("plot: {}", p.display());
+    }
+    Ok(())
 }

@@ -1,1 +1,110 @@
-//! (Lib+Log)Norm features as an embedding.
+//! The paper's "(Lib+Log)Norm" baseline: each sample's log1p(library-normalised counts) as its
+//! embedding, `obsm['X_libnorm']` (dense `[n_obs, n_genes kept]`).
+//!
+//! A dense row per sample over 20,000+ genes would make the embedding larger than the counts, and
+//! most of those genes are near-constant noise to a nearest-neighbour or linear probe, so wide
+//! inputs keep their `n_top_genes` (default 2,000, scanpy's customary number) Seurat-flavour
+//! highly variable genes; inputs no wider than that keep every gene. The genes kept are written
+//! beside the h5ad (`<out>.genes.tsv`), in column order.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::hvg::{highly_variable_seurat, GeneStats, DEFAULT_BINS};
+use super::input::CountInput;
+use super::output::ObsmSink;
+use crate::atomic::write_atomic;
+use crate::preprocess::Preprocess;
+use crate::{Error, Result};
+
+pub const OBSM_KEY: &str = "X_libnorm";
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LibNormConfig {
+    pub target_sum: f64,
+    /// Keep this many highly variable genes when the input has more; `None` keeps all.
+    pub n_top_genes: Option<usize>,
+}
+
+impl Default for LibNormConfig {
+    fn default() -> Self {
+        LibNormConfig { target_sum: super::pca::SCANPY_TARGET_SUM, n_top_genes: Some(2000) }
+    }
+}
+
+/// What was written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LibNormSummary {
+    pub h5ad: PathBuf,
+    pub genes: PathBuf,
+    pub n_obs: usize,
+    pub n_vars_input: usize,
+    /// Embedding width: genes kept.
+    pub n_genes: usize,
+    pub config: LibNormConfig,
+    pub warnings: Vec<String>,
+}
+
+/// Writes `out` with `obsm['X_libnorm']` for `input` (a copy of an h5ad input unless
+/// `embedding_only`). `on_rows` reports progress over one or two passes of `n_obs` rows.
+pub fn write_libnorm(
+    input: &mut CountInput,
+    config: &LibNormConfig,
+    out: &Path,
+    embedding_only: bool,
+    on_rows: &mut dyn FnMut(usize),
+) -> Result<LibNormSummary> {
+    if !(config.target_sum.is_finite() && config.target_sum > 0.0) {
+        return Err(Error::Invalid(format!("target_sum must be positive, got {}", config.target_sum)));
+    }
+    let keep: Vec<usize> = match config.n_top_genes {
+        Some(n) if n < input.n_vars() => {
+            let stats = GeneStats::compute(input, config.target_sum)?;
+            on_rows(stats.n_obs);
+            highly_variable_seurat(&stats, n, DEFAULT_BINS).selected
+        }
+        _ => (0..input.n_vars()).collect(),
+    };
+    let p = keep.len();
+    let mut col = vec![usize::MAX; input.n_vars()];
+    for (k, &j) in keep.iter().enumerate() {
+        col[j] = k;
+    }
+    let (ids, symbols) = (input.var_names.clone(), input.var_symbols.clone());
+    let mut sink = ObsmSink::create(input, out, OBSM_KEY, embedding_only, &ids, &symbols)?;
+    let pre = Preprocess::LibNormLog1p { target_sum: config.target_sum };
+    let mut dense = Vec::new();
+    input.for_each_chunk(|chunk, lib| {
+        dense.clear();
+        dense.resize(lib.len() * p, 0.0f32);
+        for (i, &l) in lib.iter().enumerate() {
+            let (idx, val) = chunk.row(i);
+            for (&j, &c) in idx.iter().zip(val) {
+                let k = col[j as usize];
+                if k != usize::MAX {
+                    dense[i * p + k] = pre.value(c, l);
+                }
+            }
+        }
+        on_rows(lib.len());
+        sink.append(OBSM_KEY, p, &dense)
+    })?;
+    let warnings = sink.finish()?;
+    let genes = out.with_extension("genes.tsv");
+    let mut tsv = String::from("gene_id\tsymbol\n");
+    for &j in &keep {
+        let _ = writeln!(tsv, "{}\t{}", ids[j], symbols[j]);
+    }
+    write_atomic(&genes, &tsv)?;
+    Ok(LibNormSummary {
+        h5ad: out.to_path_buf(),
+        genes,
+        n_obs: input.n_obs(),
+        n_vars_input: input.n_vars(),
+        n_genes: p,
+        config: *config,
+        warnings,
+    })
+}

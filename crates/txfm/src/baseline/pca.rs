@@ -1,1 +1,290 @@
-//! PCA baseline.
+//! PCA baseline: scanpy's `normalize_total` → `log1p` → (optionally `highly_variable_genes`,
+//! Seurat flavour) → `pca`, out of core.
+//!
+//! Pass 1 streams the counts for per-gene statistics (means to centre on, variances for the
+//! explained-variance ratio, the HVG dispersions). The randomized SVD of the implicitly centred
+//! log values then streams them `n_iter + 1` more times ([`super::randomized_svd`]); the centred
+//! matrix is never formed and nothing cells × genes is held. Memory: O(n_obs·l + n_vars·l) with
+//! l = n_comps + oversample.
+//!
+//! `target_sum` defaults to 1e4, scanpy's customary `normalize_total(target_sum=1e4)` in PCA
+//! workflows, so results compare with `sc.pp.pca` directly; the model's own preprocessing uses
+//! the paper's 1e5 ([`crate::preprocess::DEFAULT_TARGET_SUM`]).
+//!
+//! Outputs: `obsm['X_pca']` (`[n_obs, n_comps]`) in an `.h5ad`, the loadings as a TSV
+//! (`gene_id`, `symbol`, `PC1`…: scanpy's `varm['PCs']`, over the genes used) and a JSON summary
+//! with the explained variance and ratio (scanpy's `uns['pca']`). The h5ad writer has no `varm`
+//! or `uns` yet, so those two stay beside the h5ad.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::hvg::{highly_variable_seurat, GeneStats, DEFAULT_BINS};
+use super::input::CountInput;
+use super::output::ObsmSink;
+use super::randomized_svd::{randomized_svd, RowBlocks, SvdConfig};
+use crate::atomic::write_atomic;
+use crate::data::CsrChunk;
+use crate::preprocess::Preprocess;
+use crate::{Error, Result};
+
+/// scanpy's customary `normalize_total` target in PCA workflows.
+pub const SCANPY_TARGET_SUM: f64 = 1e4;
+/// The obsm key scanpy uses.
+pub const OBSM_KEY: &str = "X_pca";
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PcaConfig {
+    /// Library size every sample is scaled to before log1p.
+    pub target_sum: f64,
+    /// Restrict to this many Seurat-flavour highly variable genes; `None` uses every gene.
+    pub n_top_genes: Option<usize>,
+    pub svd: SvdConfig,
+}
+
+impl Default for PcaConfig {
+    fn default() -> Self {
+        PcaConfig { target_sum: SCANPY_TARGET_SUM, n_top_genes: None, svd: SvdConfig::default() }
+    }
+}
+
+/// A fitted PCA. Genes are those used (all, or the HVGs), in input order.
+#[derive(Debug, Clone)]
+pub struct Pca {
+    pub config: PcaConfig,
+    pub n_obs: usize,
+    /// Input vars used. `[p]`
+    pub var_indices: Vec<usize>,
+    pub var_names: Vec<String>,
+    pub var_symbols: Vec<String>,
+    /// Mean log1p value per gene used. `[p]`
+    pub mean: Vec<f64>,
+    /// Principal axes, row-major `[n_comps, p]` (scikit-learn's `components_`).
+    pub components: Vec<f64>,
+    /// `[n_comps]`, descending.
+    pub singular_values: Vec<f64>,
+    /// σ² / (n_obs − 1). `[n_comps]`
+    pub explained_variance: Vec<f64>,
+    /// Share of the total variance (sum of the genes' variances, ddof 1). `[n_comps]`
+    pub explained_variance_ratio: Vec<f64>,
+    pub total_variance: f64,
+    /// `obsm['X_pca']`, row-major `[n_obs, n_comps]`.
+    pub scores: Vec<f32>,
+    /// Wall seconds of the statistics pass and of the SVD passes.
+    pub seconds_stats: f64,
+    pub seconds_svd: f64,
+}
+
+/// The log1p values of the input restricted to some genes, as a [`RowBlocks`] stream.
+struct LogRows<'a> {
+    input: &'a mut CountInput,
+    pre: Preprocess,
+    /// Input var → column, `u32::MAX` for genes left out. `[n_vars]`
+    col: Vec<u32>,
+    p: usize,
+}
+
+impl RowBlocks for LogRows<'_> {
+    fn n_rows(&self) -> usize {
+        self.input.n_obs()
+    }
+    fn n_cols(&self) -> usize {
+        self.p
+    }
+    fn for_each_block(&mut self, f: &mut dyn FnMut(&CsrChunk) -> Result<()>) -> Result<()> {
+        let (pre, col, p) = (self.pre, &self.col, self.p);
+        self.input.for_each_chunk(|chunk, lib| {
+            let mut out = CsrChunk::new(chunk.row_start, p);
+            for (i, &l) in lib.iter().enumerate() {
+                let (idx, val) = chunk.row(i);
+                out.push_row(idx.iter().zip(val).filter_map(|(&j, &c)| {
+                    let k = col[j as usize];
+                    (k != u32::MAX).then(|| (k, pre.value(c, l)))
+                }));
+            }
+            f(&out)
+        })
+    }
+}
+
+/// Fits PCA on `input`. `on_rows(rows)` reports progress over `n_iter + 2` passes of `n_obs` rows.
+pub fn fit_pca(input: &mut CountInput, config: &PcaConfig, on_rows: &mut dyn FnMut(usize)) -> Result<Pca> {
+    if !(config.target_sum.is_finite() && config.target_sum > 0.0) {
+        return Err(Error::Invalid(format!("target_sum must be positive, got {}", config.target_sum)));
+    }
+    let t0 = Instant::now();
+    let stats = {
+        let s = GeneStats::compute(input, config.target_sum)?;
+        on_rows(s.n_obs);
+        s
+    };
+    let var_indices: Vec<usize> = match config.n_top_genes {
+        Some(n) if n < input.n_vars() => highly_variable_seurat(&stats, n, DEFAULT_BINS).selected,
+        _ => (0..input.n_vars()).collect(),
+    };
+    let seconds_stats = t0.elapsed().as_secs_f64();
+    let (mean_all, var_all) = (stats.log_mean(), stats.log_var());
+    let mean: Vec<f64> = var_indices.iter().map(|&j| mean_all[j]).collect();
+    let total_variance: f64 = var_indices.iter().map(|&j| var_all[j]).sum();
+    let mut col = vec![u32::MAX; input.n_vars()];
+    for (k, &j) in var_indices.iter().enumerate() {
+        col[j] = k as u32;
+    }
+    let var_names = var_indices.iter().map(|&j| input.var_names[j].clone()).collect();
+    let var_symbols = var_indices.iter().map(|&j| input.var_symbols[j].clone()).collect();
+    let n_obs = input.n_obs();
+
+    let t1 = Instant::now();
+    let p = var_indices.len();
+    let mut rows = LogRows { input, pre: Preprocess::LibNormLog1p { target_sum: config.target_sum }, col, p };
+    let svd = randomized_svd(&mut rows, &mean, &config.svd, on_rows)?;
+    let explained_variance: Vec<f64> = svd.singular_values.iter().map(|s| s * s / (n_obs as f64 - 1.0)).collect();
+    let explained_variance_ratio = explained_variance.iter().map(|v| v / total_variance).collect();
+    Ok(Pca {
+        config: *config,
+        n_obs,
+        var_indices,
+        var_names,
+        var_symbols,
+        mean,
+        components: svd.components,
+        singular_values: svd.singular_values,
+        explained_variance,
+        explained_variance_ratio,
+        total_variance,
+        scores: svd.scores,
+        seconds_stats,
+        seconds_svd: t1.elapsed().as_secs_f64(),
+    })
+}
+
+/// What `pca.json` holds: the fit's settings and scanpy's `uns['pca']` fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PcaSummary {
+    pub input: PathBuf,
+    pub n_obs: usize,
+    pub n_vars_input: usize,
+    pub n_vars_used: usize,
+    pub config: PcaConfig,
+    pub singular_values: Vec<f64>,
+    pub explained_variance: Vec<f64>,
+    pub explained_variance_ratio: Vec<f64>,
+    pub total_variance: f64,
+    pub seconds_stats: f64,
+    pub seconds_svd: f64,
+}
+
+/// The files a PCA run writes, named after the `.h5ad` output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PcaOutputs {
+    pub h5ad: PathBuf,
+    /// `<out>.pcs.tsv`: loadings.
+    pub loadings: PathBuf,
+    /// `<out>.pca.json`: [`PcaSummary`].
+    pub summary: PathBuf,
+}
+
+impl PcaOutputs {
+    pub fn beside(h5ad: &Path) -> Self {
+        PcaOutputs {
+            h5ad: h5ad.to_path_buf(),
+            loadings: h5ad.with_extension("pcs.tsv"),
+            summary: h5ad.with_extension("pca.json"),
+        }
+    }
+}
+
+impl Pca {
+    pub fn n_comps(&self) -> usize {
+        self.singular_values.len()
+    }
+
+    pub fn summary(&self, input: &CountInput) -> PcaSummary {
+        PcaSummary {
+            input: input.path().to_path_buf(),
+            n_obs: self.n_obs,
+            n_vars_input: input.n_vars(),
+            n_vars_used: self.var_indices.len(),
+            config: self.config,
+            singular_values: self.singular_values.clone(),
+            explained_variance: self.explained_variance.clone(),
+            explained_variance_ratio: self.explained_variance_ratio.clone(),
+            total_variance: self.total_variance,
+            seconds_stats: self.seconds_stats,
+            seconds_svd: self.seconds_svd,
+        }
+    }
+
+    /// The loadings table: `gene_id`, `symbol`, `PC1`… one row per gene used.
+    pub fn loadings_tsv(&self) -> String {
+        let (k, p) = (self.n_comps(), self.var_names.len());
+        let mut out = String::from("gene_id\tsymbol");
+        for c in 1..=k {
+            let _ = write!(out, "\tPC{c}");
+        }
+        out.push('\n');
+        for j in 0..p {
+            let _ = write!(out, "{}\t{}", self.var_names[j], self.var_symbols[j]);
+            for c in 0..k {
+                let _ = write!(out, "\t{:e}", self.components[c * p + j] as f32);
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Writes the h5ad with `obsm['X_pca']`, the loadings and the summary. `input` is the input
+    /// fitted (read again for an h5ad copy's X). Returns the copy's warnings.
+    pub fn write(&self, input: &mut CountInput, out: &PcaOutputs, embedding_only: bool) -> Result<Vec<String>> {
+        let k = self.n_comps();
+        let (ids, symbols) = (input.var_names.clone(), input.var_symbols.clone());
+        let mut sink = ObsmSink::create(input, &out.h5ad, OBSM_KEY, embedding_only, &ids, &symbols)?;
+        for rows in self.scores.chunks(4096 * k) {
+            sink.append(OBSM_KEY, k, rows)?;
+        }
+        let warnings = sink.finish()?;
+        write_atomic(&out.loadings, &self.loadings_tsv())?;
+        let json = serde_json::to_string_pretty(&self.summary(input)).expect("the summary serialises");
+        write_atomic(&out.summary, &json)?;
+        Ok(warnings)
+    }
+}
+
+/// A loadings table read back: genes × components.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loadings {
+    pub gene_ids: Vec<String>,
+    pub symbols: Vec<String>,
+    /// Row-major `[n_genes, n_comps]`.
+    pub values: Vec<f32>,
+    pub n_comps: usize,
+}
+
+impl Loadings {
+    /// Reads a `gene_id<TAB>symbol<TAB>PC1…` table as [`Pca::loadings_tsv`] writes it.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
+        if header.len() < 3 || header[0] != "gene_id" || header[1] != "symbol" {
+            return Err(Error::format(path, "expected the header 'gene_id<TAB>symbol<TAB>PC1…'"));
+        }
+        let k = header.len() - 2;
+        let mut l = Loadings { gene_ids: Vec::new(), symbols: Vec::new(), values: Vec::new(), n_comps: k };
+        for (i, line) in lines.enumerate().filter(|(_, s)| !s.is_empty()) {
+            let f: Vec<&str> = line.split('\t').collect();
+            if f.len() != k + 2 {
+                return Err(Error::format(path, format!("line {}: {} fields, expected {}", i + 2, f.len(), k + 2)));
+            }
+            l.gene_ids.push(f[0].to_string());
+            l.symbols.push(f[1].to_string());
+            for v in &f[2..] {
+                l.values.push(v.parse().map_err(|_| Error::format(path, format!("line {}: `{v}` is not a number", i + 2)))?);
+            }
+        }
+        Ok(l)
+    }
+}

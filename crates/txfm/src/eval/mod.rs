@@ -5,3 +5,4 @@ pub mod annotations;
 pub mod recall;
 pub mod perturb;
 pub mod genes;
+pub mod serde_nan;

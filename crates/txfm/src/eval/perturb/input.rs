@@ -1,1 +1,285 @@
-//! Loading the benchmark's input from an h5ad.
+//! The benchmark's input from one `.h5ad`: the embeddings in `obsm[KEY]` (one or more keys), the
+//! perturbation and batch labels from `obs`, and from `X` (raw counts, streamed in row chunks) what
+//! two metrics need of the expression itself:
+//!
+//! - p.cst (Tx-Evaluation variant) needs to know which perturbations target *unexpressed* genes:
+//!   genes whose mean normalise_total(1e4) + log1p expression over all cells is below
+//!   `unexpressed_threshold` (default 0.15; Tx-Evaluation thresholds the mean of `X` as stored at
+//!   0.15, and at 0.43 after this same normalisation for L1000 — we always normalise, so the cut
+//!   means the same on every file). A perturbation label that is not a gene of `var_names` is
+//!   treated as expressed, as the reference's list lookup does.
+//! - inv decodes expression: the normalise_total(1e4) + log1p values of all genes when there are at
+//!   most `max_expression_genes` (default 2,000), else of the that many genes of highest variance
+//!   across cells (of the normalised values; a plain variance ranking, not scanpy's binned
+//!   dispersion). The matrix is dense `[n_obs, ≤ max_expression_genes]` f32 (8 kB per cell at 2,000).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::data::{Expression, PerturbData};
+use crate::data::h5ad::obsm::read_obsm;
+use crate::data::{ExpressionSource, ObsFrame, SourceOptions, open_source};
+use crate::{Error, Result};
+
+/// Which columns and matrices to read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InputConfig {
+    /// `obsm` keys of the embeddings to compare.
+    pub obsm_keys: Vec<String>,
+    /// `obs` column of perturbation labels (gene symbols, as the pair databases use).
+    pub pert_key: String,
+    /// `obs` column of batches.
+    pub batch_key: String,
+    /// The label of control cells in `pert_key`.
+    pub control: String,
+    /// Read `X` for the unexpressed-gene null and the reconstruction target (off: p.cst's
+    /// Tx-Evaluation variant and inv are not computed).
+    pub expression: bool,
+    /// h5ad matrix holding raw counts: `X` (default), `raw` or a layer name.
+    pub layer: Option<String>,
+    pub max_expression_genes: usize,
+    pub unexpressed_threshold: f64,
+    /// Rows per streamed chunk of `X`.
+    pub chunk_rows: usize,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            obsm_keys: Vec::new(),
+            pert_key: "perturbation".into(),
+            batch_key: "batch".into(),
+            control: "control".into(),
+            expression: true,
+            layer: None,
+            max_expression_genes: 2_000,
+            unexpressed_threshold: 0.15,
+            chunk_rows: 4_096,
+        }
+    }
+}
+
+/// Everything the benchmark reads from the file.
+#[derive(Debug, Clone)]
+pub struct PerturbInput {
+    pub path: PathBuf,
+    /// The `obs` columns the labels came from.
+    pub pert_key: String,
+    pub batch_key: String,
+    /// One embedding per `obsm` key, in the order asked, all with the same labels.
+    pub embeddings: Vec<(String, PerturbData)>,
+    /// Per perturbation code: its target is an unexpressed gene (all false without expression).
+    pub unexpressed: Vec<bool>,
+    /// The reconstruction target of inv, if expression was read.
+    pub expression: Option<Expression>,
+}
+
+impl PerturbInput {
+    /// The labels alone (an embedding of width 0).
+    pub fn labels(&self) -> &PerturbData {
+        &self.embeddings[0].1
+    }
+}
+
+/// Reads `path` as [`InputConfig`] says.
+pub fn load(path: &Path, cfg: &InputConfig) -> Result<PerturbInput> {
+    if cfg.obsm_keys.is_empty() {
+        return Err(Error::Invalid("no obsm key given: name at least one embedding (e.g. --obsm X_pca)".into()));
+    }
+    let opts = SourceOptions { layer: cfg.layer.clone(), ..Default::default() };
+    let mut src = open_source(path, &opts)?;
+    let labels = labels_from_obs(src.obs(), cfg, path)?;
+    let mut embeddings = Vec::new();
+    for key in &cfg.obsm_keys {
+        let (n, dim, x) = read_obsm(path, key)?;
+        if n != labels.n_obs {
+            return Err(Error::format(path, format!("obsm/{key} has {n} rows but obs has {}", labels.n_obs)));
+        }
+        if x.iter().any(|v| !v.is_finite()) {
+            return Err(Error::format(path, format!("obsm/{key} holds non-finite values")));
+        }
+        embeddings.push((key.clone(), labels.with_x(dim, x)));
+    }
+    let (unexpressed, expression) = if cfg.expression {
+        let (means, expr) = read_expression(src.as_mut(), cfg)?;
+        let gene: HashMap<&str, usize> = src.var_names().iter().enumerate().map(|(i, g)| (g.as_str(), i)).collect();
+        let unexpressed = labels
+            .pert_names
+            .iter()
+            .enumerate()
+            .map(|(p, name)| {
+                p != labels.control as usize
+                    && gene.get(name.as_str()).is_some_and(|&g| means[g] < cfg.unexpressed_threshold)
+            })
+            .collect();
+        (unexpressed, Some(expr))
+    } else {
+        (vec![false; labels.n_perts()], None)
+    };
+    Ok(PerturbInput {
+        path: path.to_path_buf(),
+        pert_key: cfg.pert_key.clone(),
+        batch_key: cfg.batch_key.clone(),
+        embeddings,
+        unexpressed,
+        expression,
+    })
+}
+
+/// The normalise_total(1e4) + log1p expression of `path` over the genes [`load`] keeps for inv
+/// (the "(Lib+Log)Norm" view of the counts), without labels or embeddings.
+pub fn load_expression(path: &Path, cfg: &InputConfig) -> Result<Expression> {
+    let opts = SourceOptions { layer: cfg.layer.clone(), ..Default::default() };
+    let mut src = open_source(path, &opts)?;
+    Ok(read_expression(src.as_mut(), cfg)?.1)
+}
+
+/// Perturbation and batch codes from `obs` (an embedding of width 0). Errors name the file and the
+/// column: a missing column, a missing value, or a control label that never occurs.
+pub fn labels_from_obs(obs: &ObsFrame, cfg: &InputConfig, path: &Path) -> Result<PerturbData> {
+    let (pert, pert_names) = codes(obs, &cfg.pert_key, path)?;
+    let (batch, batch_names) = codes(obs, &cfg.batch_key, path)?;
+    let control = pert_names.iter().position(|p| *p == cfg.control).ok_or_else(|| {
+        let seen: Vec<&str> = pert_names.iter().take(8).map(String::as_str).collect();
+        Error::format(
+            path,
+            format!(
+                "obs['{}'] has no control label `{}` (labels include: {}); set the control label (--control)",
+                cfg.pert_key,
+                cfg.control,
+                seen.join(", ")
+            ),
+        )
+    })? as u32;
+    Ok(PerturbData { n_obs: obs.n_obs(), dim: 0, x: Vec::new(), pert, pert_names, batch, batch_names, control })
+}
+
+/// Codes of an `obs` column in first-seen order, and the names they index.
+fn codes(obs: &ObsFrame, key: &str, path: &Path) -> Result<(Vec<u32>, Vec<String>)> {
+    let col = obs.column(key).ok_or_else(|| {
+        Error::format(path, format!("obs has no column `{key}`; columns: {}", obs.keys().join(", ")))
+    })?;
+    let mut index: HashMap<String, u32> = HashMap::new();
+    let mut names = Vec::new();
+    let mut out = Vec::with_capacity(obs.n_obs());
+    for i in 0..obs.n_obs() {
+        let v = col.get_str(i).ok_or_else(|| {
+            Error::format(path, format!("obs['{key}'] is missing for cell {} ({})", i, obs.names[i]))
+        })?;
+        let code = *index.entry(v.clone()).or_insert_with(|| {
+            names.push(v);
+            names.len() as u32 - 1
+        });
+        out.push(code);
+    }
+    Ok((out, names))
+}
+
+/// normalise_total(1e4) + log1p of one CSR row, in place.
+fn normalise_row(values: &mut [f32]) {
+    let total: f64 = values.iter().map(|&v| v as f64).sum();
+    if total > 0.0 {
+        let s = 1e4 / total;
+        values.iter_mut().for_each(|v| *v = ((*v as f64) * s).ln_1p() as f32);
+    }
+}
+
+/// Two streamed passes over the counts: per-gene mean (and variance) of the normalised values, then
+/// the dense reconstruction target over the genes kept. Returns `(mean per gene, expression)`.
+fn read_expression(src: &mut dyn ExpressionSource, cfg: &InputConfig) -> Result<(Vec<f64>, Expression)> {
+    let (n_obs, n_vars) = (src.n_obs(), src.n_vars());
+    let chunk = cfg.chunk_rows.max(1);
+    let mut sum = vec![0.0f64; n_vars];
+    let mut sum_sq = vec![0.0f64; n_vars];
+    for start in (0..n_obs).step_by(chunk) {
+        let mut c = src.read_rows(start, start + chunk)?;
+        for r in 0..c.n_rows() {
+            let (a, b) = (c.indptr[r] as usize, c.indptr[r + 1] as usize);
+            normalise_row(&mut c.data[a..b]);
+            for (&g, &v) in c.indices[a..b].iter().zip(&c.data[a..b]) {
+                sum[g as usize] += v as f64;
+                sum_sq[g as usize] += (v as f64) * (v as f64);
+            }
+        }
+    }
+    let n = n_obs.max(1) as f64;
+    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+    let mut genes: Vec<usize> = (0..n_vars).collect();
+    if n_vars > cfg.max_expression_genes {
+        let var = |g: usize| sum_sq[g] / n - mean[g] * mean[g];
+        genes.sort_by(|&a, &b| var(b).total_cmp(&var(a)).then(a.cmp(&b)));
+        genes.truncate(cfg.max_expression_genes);
+        genes.sort_unstable();
+    }
+    let mut column = vec![usize::MAX; n_vars];
+    for (j, &g) in genes.iter().enumerate() {
+        column[g] = j;
+    }
+    let k = genes.len();
+    let mut values = vec![0.0f32; n_obs * k];
+    for start in (0..n_obs).step_by(chunk) {
+        let mut c = src.read_rows(start, start + chunk)?;
+        for r in 0..c.n_rows() {
+            let (a, b) = (c.indptr[r] as usize, c.indptr[r + 1] as usize);
+            normalise_row(&mut c.data[a..b]);
+            let row = &mut values[(start + r) * k..(start + r + 1) * k];
+            for (&g, &v) in c.indices[a..b].iter().zip(&c.data[a..b]) {
+                if column[g as usize] != usize::MAX {
+                    row[column[g as usize]] = v;
+                }
+            }
+        }
+    }
+    let var_names = genes.iter().map(|&g| src.var_names()[g].clone()).collect();
+    Ok((mean, Expression { n_obs, n_vars: k, values, var_names }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::ObsColumn;
+
+    fn obs() -> ObsFrame {
+        ObsFrame {
+            names: (0..4).map(|i| format!("c{i}")).collect(),
+            columns: vec![
+                (
+                    "gene".into(),
+                    ObsColumn::Categorical { codes: vec![1, 0, 1, 2], categories: vec!["ctrl".into(), "A".into(), "B".into()] },
+                ),
+                ("plate".into(), ObsColumn::Str(vec!["p2".into(), "p1".into(), "p1".into(), "p2".into()])),
+            ],
+        }
+    }
+
+    #[test]
+    fn labels_in_first_seen_order() {
+        let cfg = InputConfig { pert_key: "gene".into(), batch_key: "plate".into(), control: "ctrl".into(), ..Default::default() };
+        let d = labels_from_obs(&obs(), &cfg, Path::new("f.h5ad")).unwrap();
+        assert_eq!(d.pert, vec![0, 1, 0, 2]);
+        assert_eq!(d.pert_names, vec!["A", "ctrl", "B"]);
+        assert_eq!(d.control, 1);
+        assert_eq!(d.batch, vec![0, 1, 1, 0]);
+        assert_eq!(d.batch_names, vec!["p2", "p1"]);
+    }
+
+    #[test]
+    fn clear_errors() {
+        let cfg = InputConfig { pert_key: "gene".into(), batch_key: "plate".into(), control: "NT".into(), ..Default::default() };
+        let e = labels_from_obs(&obs(), &cfg, Path::new("f.h5ad")).unwrap_err().to_string();
+        assert!(e.contains("f.h5ad") && e.contains("`NT`") && e.contains("ctrl"), "{e}");
+        let cfg = InputConfig { pert_key: "target".into(), ..cfg };
+        let e = labels_from_obs(&obs(), &cfg, Path::new("f.h5ad")).unwrap_err().to_string();
+        assert!(e.contains("no column `target`") && e.contains("gene, plate"), "{e}");
+    }
+
+    #[test]
+    fn normalises_like_scanpy() {
+        let mut v = [1.0f32, 3.0];
+        normalise_row(&mut v);
+        assert!((v[0] - (2501f32).ln()).abs() < 1e-5 && (v[1] - (7501f32).ln()).abs() < 1e-5);
+    }
+}

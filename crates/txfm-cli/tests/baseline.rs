@@ -1,0 +1,44 @@
+//! `txfm baseline pca|libnorm` end to end on a simulated h5ad: the outputs open in anndata.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn txfm(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_txfm")).args(args).current_dir(cwd).output().expect("txfm runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn pca_and_libnorm_write_embeddings_anndata_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = txfm(&["simulate", "--preset", "tiny", "--cells", "500", "--out", "sim.h5ad"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+
+    let o = txfm(&["baseline", "pca", "sim.h5ad", "--out", "pca.h5ad", "--n-comps", "10", "--n-top-genes", "100"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("500 samples × 100 genes used (of 500), 10 components"), "{}", text(&o));
+    let o = txfm(&["baseline", "libnorm", "sim.h5ad", "--out", "ln.h5ad", "--n-top-genes", "50", "--embedding-only"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+
+    let check = r#"
+import sys, json, anndata
+a = anndata.read_h5ad("pca.h5ad"); b = anndata.read_h5ad("ln.h5ad")
+s = json.load(open("pca.pca.json"))
+print(a.X.shape, a.obsm["X_pca"].shape, "perturbation" in a.obs, b.X is None, b.obsm["X_libnorm"].shape,
+      len(s["explained_variance_ratio"]), open("pca.pcs.tsv").readline().split("\t")[:3])
+"#;
+    let out = Command::new(txfm::testing::python()).arg("-c").arg(check).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "(500, 500) (500, 10) True True (500, 50) 10 ['gene_id', 'symbol', 'PC1']"
+    );
+
+    // A bad input fails naming the file, and leaves nothing behind.
+    let o = txfm(&["baseline", "pca", "missing.h5ad", "--out", "x.h5ad"], dir.path());
+    assert!(!o.status.success() && text(&o).contains("missing.h5ad"), "{}", text(&o));
+    assert!(!dir.path().join("x.h5ad").exists());
+}

@@ -1,0 +1,59 @@
+//! `txfm bench genes` end to end: a tiny model trained for a few steps on a simulated screen, and
+//! PCA loadings of the same screen, scored against the screen's true gene pairs.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use txfm::corpus::{build_corpus, BuildOptions, DatasetSpec, Filters, Manifest};
+use txfm::data::genes::GeneIdKind;
+use txfm::simulate::{simulate_to_h5ad, SimConfig};
+use txfm::train::RunConfig;
+
+fn txfm(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_txfm")).args(args).current_dir(cwd).output().expect("txfm runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn recall_report_for_a_checkpoint_and_pca_loadings() {
+    let dir = tempfile::tempdir().unwrap();
+    let h5ad = dir.path().join("sim.h5ad");
+    simulate_to_h5ad(&SimConfig { n_cells: 600, ..SimConfig::tiny() }, &h5ad, &indicatif::ProgressBar::hidden()).unwrap();
+    let m = Manifest::new(vec![DatasetSpec::new("sim", &h5ad, GeneIdKind::Raw)], Filters { min_cells_per_gene: 3, min_genes_per_cell: 0 });
+    build_corpus(&m, &dir.path().join("corpus"), &BuildOptions::default()).unwrap();
+    let mut cfg = RunConfig::tiny();
+    (cfg.steps, cfg.checkpoint_every, cfg.eval_every) = (Some(5), 5, 5);
+    std::fs::write(dir.path().join("run.toml"), cfg.to_toml()).unwrap();
+    let o = txfm(&["train", "--corpus", "corpus", "--config", "run.toml", "--out", "run"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let o = txfm(&["baseline", "pca", "sim.h5ad", "--out", "pca.h5ad", "--n-comps", "20", "--embedding-only"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+
+    let o = txfm(
+        &["bench", "genes", "--model", "run", "--loadings", "pca.pcs.tsv", "--annotations", "sim.pairs.csv",
+          "--decoder-components", "16", "--out", "recall"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(dir.path().join("recall/gene_recall.md")).unwrap();
+    for row in ["| encoder | ", "| decoder | 16 of ", "| pca_loadings | 20 of 20 |", "| combined |"] {
+        assert!(md.contains(row), "{row} missing:\n{md}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("recall/gene_recall.json")).unwrap()).unwrap();
+    let sources = json.as_array().unwrap();
+    assert_eq!(sources.len(), 3);
+    for s in sources {
+        let db = &s["databases"][0];
+        assert_eq!(db["database"], "sim.pairs");
+        assert!(db["n_pairs_covered"].as_u64().unwrap() > 0, "{s}");
+        let null = db["null_mean"].as_f64().unwrap();
+        assert!((0.0..0.3).contains(&null), "{s}");
+        assert_eq!(db["null_recalls"].as_array().unwrap().len(), 3);
+    }
+    // PCA loadings of the screen itself recover its planted modules well above chance.
+    let pca = &sources[2]["databases"][0];
+    assert!(pca["recall"].as_f64().unwrap() > 2.0 * pca["null_mean"].as_f64().unwrap(), "{pca}");
+}

@@ -1,1 +1,0 @@
-//! Gene-relationship recall from model parameters (`txfm bench genes`).

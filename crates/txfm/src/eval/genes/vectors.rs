@@ -1,0 +1,90 @@
+//! Per-gene vectors to evaluate, and the paper's preparation of them: standardise each feature
+//! over the genes, then PCA to a fixed number of components.
+//!
+//! Sources: a checkpoint's encoder gene-embedding table `[G, d − 1]` and decoder per-gene output
+//! weights `[G, d_dec]`, and the loadings `[G, n_comps]` of a PCA baseline.
+
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::baseline::Loadings;
+use crate::embed::open_checkpoint;
+use crate::Result;
+
+/// One matrix of gene vectors. `values: [n_genes, dim]` row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneVectors {
+    /// What the vectors are (`encoder`, `decoder`, `pca_loadings`).
+    pub source: String,
+    /// Where they came from (checkpoint or loadings file).
+    pub origin: String,
+    /// Gene ids (Ensembl for a corpus-trained model) and display symbols. `[n_genes]`
+    pub gene_ids: Vec<String>,
+    pub symbols: Vec<String>,
+    pub values: Vec<f32>,
+    pub dim: usize,
+}
+
+impl GeneVectors {
+    pub fn n_genes(&self) -> usize {
+        self.gene_ids.len()
+    }
+
+    /// The encoder's gene embeddings and the decoder's per-gene weights of the checkpoint `path`
+    /// names (a run folder's latest, or a checkpoint folder).
+    pub fn from_checkpoint(path: &Path) -> Result<(GeneVectors, GeneVectors)> {
+        let ck = open_checkpoint(path)?;
+        let (_vs, model) = ck.load_weights(Device::Cpu)?;
+        let origin = ck.dir.display().to_string();
+        let take = |source: &str, t: Tensor| -> Result<GeneVectors> {
+            let t = t.to_kind(Kind::Float).contiguous();
+            let dim = t.size()[1] as usize;
+            Ok(GeneVectors {
+                source: source.into(),
+                origin: origin.clone(),
+                gene_ids: ck.var_names.clone(),
+                symbols: ck.var_symbols.clone(),
+                values: Vec::try_from(t.view(-1))?,
+                dim,
+            })
+        };
+        Ok((take("encoder", model.gene_embeddings())?, take("decoder", model.decoder_gene_weights())?))
+    }
+
+    /// The loadings of a PCA baseline (`txfm baseline pca`'s `<out>.pcs.tsv`).
+    pub fn from_loadings(path: &Path) -> Result<GeneVectors> {
+        let l = Loadings::read(path)?;
+        Ok(GeneVectors {
+            source: "pca_loadings".into(),
+            origin: path.display().to_string(),
+            gene_ids: l.gene_ids,
+            symbols: l.symbols,
+            values: l.values,
+            dim: l.n_comps,
+        })
+    }
+}
+
+/// Rows `rows` of `values: [n, dim]`, each feature standardised over those rows (mean 0, sd 1 with
+/// ddof 0, as scikit-learn's `StandardScaler`; constant features become 0), then projected on
+/// their top `k` principal axes. Returns `[rows.len(), min(k, dim)]` as an f32 tensor.
+pub fn standardise_pca(values: &[f32], dim: usize, rows: &[usize], k: usize) -> Result<Tensor> {
+    let n = rows.len();
+    let mut x = Vec::with_capacity(n * dim);
+    for &r in rows {
+        x.extend(values[r * dim..(r + 1) * dim].iter().map(|&v| v as f64));
+    }
+    let x = Tensor::from_slice(&x).view([n as i64, dim as i64]);
+    let mean = x.mean_dim(0, true, Kind::Double);
+    let sd = x.std_correction(0, 0, true);
+    // A constant feature carries nothing; dividing by 1 leaves it at 0 after centring.
+    let sd = sd.where_self(&sd.gt(0.0), &Tensor::ones_like(&sd));
+    let z = (x - mean) / sd;
+    let k = k.min(dim) as i64;
+    let cov = z.tr().matmul(&z);
+    let (_, evecs) = cov.f_linalg_eigh("L")?;
+    // Ascending eigenvalues: the top k axes are the last k columns.
+    let axes = evecs.narrow(1, dim as i64 - k, k).flip([1]);
+    Ok(z.matmul(&axes).to_kind(Kind::Float))
+}
