@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build and run txfm; idempotent and quick when already done.
-# - Debian: libhdf5-dev (h5ad I/O through the maintained `hdf5-metno` crate), pkg-config.
+# - Debian: libhdf5-dev (h5ad I/O through the maintained `hdf5-metno` crate), pkg-config, and
+#   Open MPI (openmpi-bin for `mpirun`, libopenmpi-dev for the headers): data-parallel training's
+#   launcher and CPU collectives, which CI tests on loopback.
 # - A Python venv with the pinned torch wheel (libtorch for the `tch` crate; it also carries CUDA,
 #   cuDNN attention and NCCL, so one binary serves CPU and GPU) and anndata (test oracle).
 # The venv is cached outside the checkout so fresh clones (CI) reuse it.
@@ -16,6 +18,8 @@ PY_NODEPS=("efaar_benchmarking==1.0")
 need_apt=()
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 [ -f /usr/include/hdf5/serial/hdf5.h ] || need_apt+=(libhdf5-dev)
+command -v mpirun >/dev/null 2>&1 || need_apt+=(openmpi-bin)
+pkg-config --exists ompi-c 2>/dev/null || need_apt+=(libopenmpi-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -2,6 +2,7 @@
 //! the runtime is not smeared through the codebase.
 
 pub mod autocast;
+pub mod dist;
 
 pub use autocast::{with_autocast, AutocastDtype};
 

@@ -46,6 +46,18 @@ pub struct TrainState {
     /// Learning rate of the next step (for the reader: the schedule is a function of `step`).
     pub next_lr: f64,
     pub weight_decay: f64,
+    /// Ranks of a data-parallel run: with `loader.batch_size` it fixes the global batch, so a run
+    /// resumes on as many ranks as it started on. Left out of `state.json` for single-process runs.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub world_size: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
 }
 
 /// The folder of checkpoints of a run.
@@ -53,10 +65,15 @@ pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join("checkpoints")
 }
 
+/// The folder of the checkpoint after `step` steps.
+pub fn step_dir(run: &Path, step: u64) -> PathBuf {
+    checkpoints_dir(run).join(format!("step-{step:07}"))
+}
+
 /// Writes a checkpoint of `vs` (indexed by `vocab`) and `optimizer` at `state.step` and points
 /// `latest` at it.
 pub fn save(run: &Path, vs: &nn::VarStore, optimizer: &AdamW, state: &TrainState, config: &RunConfig, vocab: &Vocabulary) -> Result<PathBuf> {
-    let dir = checkpoints_dir(run).join(format!("step-{:07}", state.step));
+    let dir = step_dir(run, state.step);
     let tmp = temp_dir_beside(&dir)?;
     let model_path = tmp.path().join(MODEL_FILE);
     vs.save(&model_path).map_err(|e| Error::format(&model_path, e.to_string()))?;

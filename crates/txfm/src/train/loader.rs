@@ -12,13 +12,21 @@
 //! Nothing depends on thread timing: `n_workers` threads decode units in parallel (read, map to
 //! the vocabulary, draw visible genes), and one assembler thread takes their results in unit
 //! order, shuffles each buffer and builds the batches. So a run is reproduced exactly by any
-//! number of workers, and resuming from a [`LoaderState`] skips the first `batches_done · batch_size`
-//! samples of the same sequence (whole buffers before them are not even read).
+//! number of workers, and resuming from a [`LoaderState`] skips the first `batches_done` (global)
+//! batches of the same sequence (whole buffers before them are not even read).
 //!
 //! Memory is bounded independently of the corpus size: the assembler hands out the units of the
 //! buffer it is cutting and of the next one only, so at most two buffers of decoded sparse samples
 //! (2 · buffer_row_groups · ROW_GROUP_ROWS samples) exist, plus [`BATCHES_AHEAD`] + 1 dense
 //! batches. The loader itself keeps two counts per unit.
+//!
+//! Data parallelism: a loader for rank r of N ([`Loader::sharded`]) cuts the same sample sequence
+//! into global batches of N · `batch_size` samples and keeps samples r, r + N, r + 2N, … of each.
+//! So the N ranks' batches of a step partition the global batch, and together they see exactly the
+//! batches a single process with batch size N · `batch_size` sees. An epoch's last global batch may
+//! be smaller (unequal shares, weighted by the trainer); one of fewer than N samples is dropped, as
+//! some rank would get none. Every rank reads and decodes every row group, and densifies its share
+//! only.
 //!
 //! Train/validation split: a sample is in validation iff hash(seed, sample id) / 2⁶⁴ <
 //! `validation_fraction`, a fixed property of the id, stable across runs, epochs and resumes.
@@ -174,6 +182,9 @@ struct Shared {
     weights: Option<Vec<f64>>,
     /// Each dataset's profiled genes as a dense mask. `[n_datasets][n_vars]`
     profiled_mask: Vec<Vec<bool>>,
+    /// This loader's share of each global batch: samples `rank`, `rank + world`, …
+    rank: usize,
+    world: usize,
 }
 
 /// One row group of one shard: the unit read at random.
@@ -188,7 +199,16 @@ struct Unit {
 impl Loader {
     /// Reads each shard's `sample` column once to count the split per row group.
     pub fn new(corpus: Arc<Corpus>, cfg: LoaderConfig, split: Split) -> Result<Loader> {
+        Self::sharded(corpus, cfg, split, 0, 1)
+    }
+
+    /// Rank `rank`'s loader of a data-parallel run on `world` ranks: its share of every global
+    /// batch of `world · cfg.batch_size` samples (see the module docs).
+    pub fn sharded(corpus: Arc<Corpus>, cfg: LoaderConfig, split: Split, rank: usize, world: usize) -> Result<Loader> {
         cfg.validate("loader config")?;
+        if rank >= world {
+            return Err(Error::Invalid(format!("loader: rank {rank} of a world of {world}")));
+        }
         let mut units = Vec::new();
         for (shard, path) in corpus.shard_paths().iter().enumerate() {
             scan_shard(path, shard, &cfg, &mut units)?;
@@ -203,7 +223,7 @@ impl Loader {
                 mask
             })
             .collect();
-        Ok(Loader { shared: Arc::new(Shared { corpus, cfg, split, units, weights, profiled_mask }) })
+        Ok(Loader { shared: Arc::new(Shared { corpus, cfg, split, units, weights, profiled_mask, rank, world }) })
     }
 
     pub fn split(&self) -> Split {
@@ -214,9 +234,16 @@ impl Loader {
         self.shared.units.iter().map(|u| u.n_samples[split.index()]).sum()
     }
 
-    /// Batches per epoch of the loader's split, the last one possibly partial.
+    /// Samples per global batch: `batch_size` times the number of ranks.
+    fn global_batch(&self) -> usize {
+        self.shared.cfg.batch_size * self.shared.world
+    }
+
+    /// (Global) batches per epoch of the loader's split, the last one possibly partial.
     pub fn batches_per_epoch(&self) -> usize {
-        self.n_samples(self.shared.split).div_ceil(self.shared.cfg.batch_size as u64) as usize
+        let (n, global) = (self.n_samples(self.shared.split) as usize, self.global_batch());
+        // A last batch too small to give every rank a sample is dropped (see the module docs).
+        n / global + usize::from(n % global >= self.shared.world.max(1) && n % global > 0)
     }
 
     /// The batches of epoch `state.epoch` from batch `state.batches_done` on, shuffled.
@@ -230,7 +257,7 @@ impl Loader {
         }
         let mut order: Vec<usize> = (0..self.shared.units.len()).collect();
         order.shuffle(&mut stream_rng(UNIT_ORDER_STREAM, self.shared.cfg.seed, state.epoch, 0));
-        self.start(Plan { epoch: state.epoch, order, shuffle: true, skip: (state.batches_done * self.shared.cfg.batch_size) as u64 })
+        self.start(Plan { epoch: state.epoch, order, shuffle: true, skip: (state.batches_done * self.global_batch()) as u64 })
     }
 
     /// The loader's split in corpus order, without shuffling and with the visible genes of
@@ -347,6 +374,7 @@ fn run_pass(
 ) {
     let cfg = &shared.cfg;
     let split = shared.split.index();
+    let global = cfg.batch_size * shared.world;
     let buffers: Vec<&[usize]> = plan.order.chunks(cfg.buffer_row_groups).collect();
     // Whole buffers before the resume point are not read.
     let mut skip = plan.skip;
@@ -397,14 +425,14 @@ fn run_pass(
             samples.shuffle(&mut stream_rng(BUFFER_ORDER_STREAM, cfg.seed, plan.epoch, b as u64));
         }
         carry.extend(samples.into_iter().skip(std::mem::take(&mut skip) as usize));
-        while carry.len() >= cfg.batch_size {
-            if out.send(Ok(make_batch(shared, carry.drain(..cfg.batch_size)))).is_err() {
+        while carry.len() >= global {
+            if out.send(Ok(make_batch(shared, carry.drain(..global).skip(shared.rank).step_by(shared.world)))).is_err() {
                 return;
             }
         }
     }
-    if !carry.is_empty() {
-        let _ = out.send(Ok(make_batch(shared, carry.drain(..))));
+    if carry.len() >= shared.world {
+        let _ = out.send(Ok(make_batch(shared, carry.drain(..).skip(shared.rank).step_by(shared.world))));
     }
 }
 
@@ -739,6 +767,47 @@ mod tests {
             state = state.after_batch(total);
         }
         assert_eq!(state, LoaderState { epoch: 2, batches_done: 0 });
+    }
+
+    #[test]
+    fn ranks_share_out_the_batches_of_one_process_with_their_total_batch_size() {
+        let (_dir, corpus) = test_corpus();
+        let single = Loader::new(corpus.clone(), config(), Split::Train).unwrap();
+        let half = LoaderConfig { batch_size: 25, ..config() };
+        let ranks: Vec<Loader> = (0..2).map(|r| Loader::sharded(corpus.clone(), half.clone(), Split::Train, r, 2).unwrap()).collect();
+        assert!(Loader::sharded(corpus.clone(), half.clone(), Split::Train, 2, 2).is_err());
+        let total = single.batches_per_epoch();
+        assert!(ranks.iter().all(|l| l.batches_per_epoch() == total));
+        // From the start and from a resume point mid-epoch.
+        for done in [0, 3] {
+            let state = LoaderState { epoch: 1, batches_done: done };
+            let whole = collect(single.epoch_iter(state));
+            let shares: Vec<Vec<Batch>> = ranks.iter().map(|l| collect(l.epoch_iter(state))).collect();
+            assert_eq!(shares[0].len(), whole.len());
+            for (step, b) in whole.iter().enumerate() {
+                let (r0, r1) = (&shares[0][step], &shares[1][step]);
+                assert_eq!(r0.n + r1.n, b.n, "step {step}");
+                assert_eq!(r0.sample, b.sample.iter().copied().step_by(2).collect::<Vec<_>>());
+                assert_eq!(r1.sample, b.sample.iter().copied().skip(1).step_by(2).collect::<Vec<_>>());
+                // The same densified rows as the single process's.
+                let g = b.g;
+                assert_eq!(r1.target[..g], b.target[g..2 * g]);
+                assert_eq!(r1.visible_genes[..b.k], b.visible_genes[b.k..2 * b.k]);
+            }
+        }
+
+        // A last global batch with fewer samples than ranks is dropped.
+        let n = single.n_samples(Split::Train) as usize;
+        let batch_size = (1..n).find(|&b| (1..4).contains(&(n % (4 * b)))).unwrap();
+        let cfg = LoaderConfig { batch_size, ..config() };
+        let four: Vec<Loader> = (0..4).map(|r| Loader::sharded(corpus.clone(), cfg.clone(), Split::Train, r, 4).unwrap()).collect();
+        assert_eq!(four[0].batches_per_epoch(), n / (4 * batch_size));
+        let seen: usize = four.iter().map(|l| {
+            let batches = collect(l.epoch_iter(LoaderState::default()));
+            assert_eq!(batches.len(), l.batches_per_epoch());
+            batches.iter().map(|b| b.n).sum::<usize>()
+        }).sum();
+        assert_eq!(seen, n - n % (4 * batch_size));
     }
 
     #[test]

@@ -11,6 +11,19 @@
 //! ([`super::finetune`]) starts from another run's weights with a vocabulary extended to the
 //! target corpus's genes, and every batch is moved into model indices by a [`VocabMap`].
 //!
+//! Data parallelism: under `mpirun -n N` (see [`crate::runtime::dist`]) each rank trains on its
+//! share of every global batch of N · `loader.batch_size` samples ([`Loader::sharded`]); the
+//! schedule, the total steps and the weight decay are defined on these global steps. Every rank
+//! starts from rank 0's parameters, weights its masked-mean loss by its share of the global batch's
+//! loss terms, and after the backward pass the gradients are averaged over the ranks (bucketed
+//! all-reduce), so clipping and AdamW see the gradient of the global batch's loss and every rank
+//! applies the same update. Stochastic depth draws from a generator seeded by (seed, step, rank):
+//! rank 0's draws are a single-process run's, the others' differ, so an N-rank run equals a
+//! one-rank run with the global batch size exactly only without stochastic depth (`drop_path = 0`),
+//! and up to float summation order. Rank 0 alone evaluates and writes the run folder (metrics,
+//! checkpoints, `loss.png`); the others wait for each checkpoint at a barrier. A run of one
+//! process makes no collective call and is what it was before data parallelism.
+//!
 //! On CUDA with `autocast = true` the forward pass runs under libtorch autocast at
 //! `autocast_dtype` (bfloat16 by default, through [`crate::runtime::with_autocast`]); weights,
 //! moments and the loss stay float32. CPU runs ignore the flag: CPU bfloat16 matmuls are slower
@@ -22,9 +35,10 @@ use std::time::Instant;
 
 use tch::{nn, Device};
 
-use crate::runtime::with_autocast;
+use crate::runtime::dist::{self, World};
+use crate::runtime::{cuda_device_count, with_autocast};
 
-use super::checkpoint::{self, Checkpoint, TrainState};
+use super::checkpoint::{self, checkpoints_dir, Checkpoint, TrainState};
 use super::batch::Batch;
 use super::config::RunConfig;
 use super::eval::{evaluate, Evaluation, GeneMeans};
@@ -68,12 +82,13 @@ pub struct TrainOutcome {
     pub total_steps: u64,
     /// Training loss of each step of this call, in order.
     pub train_losses: Vec<f64>,
-    /// The last validation result of this call.
+    /// The last validation result of this call (`None` on ranks other than 0, which do not
+    /// evaluate).
     pub eval: Option<Evaluation>,
     /// A fine-tuning run's validation result before its first step: the pretrained weights, new
     /// genes freshly initialised. `None` for other calls.
     pub initial_eval: Option<Evaluation>,
-    /// Training throughput of this call.
+    /// Training throughput of this call, over all ranks.
     pub samples_per_s: f64,
     /// The last checkpoint written.
     pub checkpoint: PathBuf,
@@ -97,33 +112,78 @@ pub(super) enum Start {
 
 /// Starts a new run (not a resumed one) in `opts.out`; see [`train`].
 pub(super) fn start(corpus: Arc<Corpus>, config: &RunConfig, opts: &TrainOptions, from: Start) -> Result<TrainOutcome> {
-    config.validate("run config")?;
-    if let Some(c) = Checkpoint::latest(&opts.out)? {
-        return Err(Error::Invalid(format!(
-            "{} already holds a run (checkpoint {}); resume it or choose another output folder",
-            opts.out.display(),
-            c.dir.display()
-        )));
-    }
-    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
-    write_atomic(&opts.out.join("config.toml"), &config.to_toml())?;
-    run(corpus, config.clone(), opts, from)
+    fail_together(|world| {
+        config.validate("run config")?;
+        if let Some(c) = Checkpoint::latest(&opts.out)? {
+            return Err(Error::Invalid(format!(
+                "{} already holds a run (checkpoint {}); resume it or choose another output folder",
+                opts.out.display(),
+                c.dir.display()
+            )));
+        }
+        std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+        if world.is_root() {
+            write_atomic(&opts.out.join("config.toml"), &config.to_toml())?;
+        }
+        run(world, corpus, config.clone(), opts, from)
+    })
 }
 
 /// Continues the run in `opts.out` from its latest checkpoint, with the checkpoint's config
 /// (optionally on another `device`).
 pub fn resume(corpus: Arc<Corpus>, opts: &TrainOptions, device: Option<DeviceSpec>) -> Result<TrainOutcome> {
-    let ckpt = Checkpoint::latest(&opts.out)?
-        .ok_or_else(|| Error::Invalid(format!("{}: no checkpoint to resume from", checkpoint::checkpoints_dir(&opts.out).display())))?;
-    let mut config = ckpt.config.clone();
-    if let Some(d) = device {
-        config.device = match d {
-            DeviceSpec::Cpu => "cpu".into(),
-            DeviceSpec::Auto => "auto".into(),
-            DeviceSpec::Cuda(i) => format!("cuda:{i}"),
-        };
+    fail_together(|world| {
+        let ckpt = agree_on_latest(world, &opts.out)?
+            .ok_or_else(|| Error::Invalid(format!("{}: no checkpoint to resume from", checkpoint::checkpoints_dir(&opts.out).display())))?;
+        let mut config = ckpt.config.clone();
+        if let Some(d) = device {
+            config.device = match d {
+                DeviceSpec::Cpu => "cpu".into(),
+                DeviceSpec::Auto => "auto".into(),
+                DeviceSpec::Cuda(i) => format!("cuda:{i}"),
+            };
+        }
+        run(world, corpus, config, opts, Start::Resume(ckpt))
+    })
+}
+
+/// Runs this rank's part of a call. A rank that fails in a run of several ends the whole job
+/// (`MPI_Abort`, after printing its error): the others would otherwise wait for it in their next
+/// collective forever.
+fn fail_together<T>(f: impl FnOnce(&'static World) -> Result<T>) -> Result<T> {
+    let world = dist::world()?;
+    let outcome = f(world);
+    if let Err(e) = &outcome
+        && world.is_distributed()
+    {
+        eprintln!("error: rank {} of {}: {e}", world.rank, world.size);
+        world.abort(1);
     }
-    run(corpus, config, opts, Start::Resume(ckpt))
+    outcome
+}
+
+/// The latest checkpoint of `run` as rank 0 sees it, so that every rank resumes from the same one
+/// even if a rank's view of a shared file system lags.
+fn agree_on_latest(world: &World, run: &std::path::Path) -> Result<Option<Checkpoint>> {
+    if !world.is_distributed() {
+        return Checkpoint::latest(run);
+    }
+    let latest = if world.is_root() { Checkpoint::latest(run)? } else { None };
+    // The folder's name, not its path: the run folder may be mounted elsewhere on other machines.
+    let mut name = latest.as_ref().map_or(Vec::new(), |c| c.dir.file_name().expect("a checkpoint folder has a name").as_encoded_bytes().to_vec());
+    world.broadcast_bytes(&mut name, 0)?;
+    if world.is_root() || name.is_empty() {
+        return Ok(latest);
+    }
+    let name = String::from_utf8(name).map_err(|_| Error::Invalid("rank 0's checkpoint name is not UTF-8".into()))?;
+    Checkpoint::open(&checkpoints_dir(run).join(name)).map(Some)
+}
+
+/// The seed of libtorch's generator for step `step` on rank `rank`: distinct per step and rank,
+/// fixed by (seed, step, rank); rank 0's is a single-process run's.
+fn rank_step_seed(seed: u64, step: u64, rank: usize) -> i64 {
+    let s = step_seed(seed, step);
+    if rank == 0 { s } else { step_seed(s as u64, rank as u64) }
 }
 
 /// The seed of libtorch's generator for step `step`: distinct per step, fixed by (seed, step).
@@ -135,16 +195,34 @@ fn step_seed(seed: u64, step: u64) -> i64 {
     ((z ^ (z >> 31)) >> 1) as i64
 }
 
-fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, from: Start) -> Result<TrainOutcome> {
-    let device = config.device_spec()?.resolve()?;
+/// This rank's device: `cuda` and `auto` mean the GPU of the rank's local rank when several ranks
+/// train (one process per GPU), the config's device otherwise.
+fn rank_device(config: &RunConfig, world: &World) -> Result<Device> {
+    if world.is_distributed() && matches!(config.device.as_str(), "cuda" | "auto") && cuda_device_count() > 0 {
+        return DeviceSpec::Cuda(world.local_rank).resolve();
+    }
+    config.device_spec()?.resolve()
+}
+
+/// The trainable parameters in name order, the order every rank reduces their gradients in.
+fn trainable(vs: &nn::VarStore) -> Vec<(String, tch::Tensor)> {
+    let mut vars: Vec<(String, tch::Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+fn run(world: &World, corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, from: Start) -> Result<TrainOutcome> {
+    let device = rank_device(&config, world)?;
+    world.use_device(device)?;
     let (vocab, map) = match &from {
         Start::Fresh => (Vocabulary::of_corpus(&corpus), VocabMap::identity(corpus.n_vars())),
         Start::Resume(ckpt) => (ckpt.vocabulary(), ckpt.vocab_map(&corpus)?),
         Start::Finetune { vocab, .. } => (vocab.clone(), VocabMap::new(vocab, &corpus, "the fine-tuning vocabulary")?),
     };
     let to_model = |b: Result<Batch>| b.map(|b| map.apply(b));
-    let train_loader = Loader::new(corpus.clone(), config.loader.clone(), Split::Train)?;
-    let val_loader = Loader::new(corpus.clone(), config.loader.clone(), Split::Validation)?;
+    let train_loader = Loader::sharded(corpus.clone(), config.loader.clone(), Split::Train, world.rank, world.size)?;
+    // Only rank 0 evaluates.
+    let val_loader = world.is_root().then(|| Loader::new(corpus.clone(), config.loader.clone(), Split::Validation)).transpose()?;
     let batches_per_epoch = train_loader.batches_per_epoch();
     if batches_per_epoch == 0 {
         return Err(Error::Invalid(format!("corpus {}: no training samples", corpus.dir.display())));
@@ -154,20 +232,38 @@ fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, from: Start)
     let weight_decay = config.optimizer.weight_decay_for(total);
     let autocast = (config.autocast && device != Device::Cpu).then_some(config.autocast_dtype);
     if device == Device::Cpu {
-        leave_cores_to_the_loader(config.loader.n_workers);
+        leave_cores_to_the_loader(config.loader.n_workers, world.local_size);
     }
 
     tch::manual_seed(config.seed as i64);
     let mut vs = nn::VarStore::new(device);
     let model = TxFm::new(&vs.root(), &config.model, vocab.len())?;
     let mut optimizer = AdamW::new(&vs, config.optimizer.betas, config.optimizer.eps);
-    let mut state = TrainState { step: 0, total_steps: total, loader: Default::default(), seed: config.seed, next_lr: schedule.lr(0), weight_decay };
+    let mut state = TrainState {
+        step: 0,
+        total_steps: total,
+        loader: Default::default(),
+        seed: config.seed,
+        next_lr: schedule.lr(0),
+        weight_decay,
+        world_size: world.size as u64,
+    };
     let mut last_checkpoint = None;
     let finetuning = matches!(from, Start::Finetune { .. });
     match from {
         Start::Fresh => {}
         Start::Finetune { from, .. } => super::finetune::load_pretrained(&mut vs, &from)?,
         Start::Resume(ckpt) => {
+            // First: a run resumed on another number of ranks has another number of steps too.
+            if ckpt.state.world_size != world.size as u64 {
+                let (dir, ranks) = (ckpt.dir.display(), ckpt.state.world_size);
+                return Err(Error::Invalid(format!(
+                    "{dir}: the run trained on {ranks} rank(s) with global batch {}; resume it on {ranks} rank(s) \
+                     (e.g. `mpirun -n {ranks} txfm train --resume ...`), not {}",
+                    ranks as usize * config.loader.batch_size,
+                    world.size
+                )));
+            }
             if ckpt.state.total_steps != total {
                 return Err(Error::Invalid(format!(
                     "{}: the run had {} steps but would now have {total}; was the corpus changed?",
@@ -182,15 +278,29 @@ fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, from: Start)
             last_checkpoint = Some(ckpt.dir);
         }
     }
+    let params = trainable(&vs);
+    // Identical seeding already gives every rank the same weights on CPU; this makes it so
+    // whatever the device's initialisation does.
+    world.broadcast_tensors(&params.iter().map(|(_, t)| t.shallow_clone()).collect::<Vec<_>>(), 0)?;
     let first_step = state.step;
-    let means = GeneMeans::fit(train_loader.epoch_iter(LoaderState::default()).map(to_model), device)?;
-    let initial_eval = if finetuning {
-        Some(evaluate(&model, val_loader.eval_iter().map(to_model), &means, device, config.eval_batches, autocast)?)
-    } else {
-        None
+    // The baseline of the validation loss, on rank 0 (which evaluates) from the whole training split.
+    let means = match (&val_loader, world.is_distributed()) {
+        (None, _) => None,
+        (Some(_), false) => Some(GeneMeans::fit(train_loader.epoch_iter(LoaderState::default()).map(to_model), device)?),
+        (Some(_), true) => {
+            let whole = Loader::new(corpus.clone(), config.loader.clone(), Split::Train)?;
+            Some(GeneMeans::fit(whole.epoch_iter(LoaderState::default()).map(to_model), device)?)
+        }
     };
-    let mut metrics = MetricsLog::open(&opts.out.join("metrics.jsonl"), first_step)?;
-    let bar = progress_bar(opts.progress, total, first_step);
+    let validate = || -> Result<Option<Evaluation>> {
+        match (&val_loader, &means) {
+            (Some(val), Some(means)) => evaluate(&model, val.eval_iter().map(to_model), means, device, config.eval_batches, autocast).map(Some),
+            _ => Ok(None),
+        }
+    };
+    let initial_eval = if finetuning { validate()? } else { None };
+    let mut metrics = world.is_root().then(|| MetricsLog::open(&opts.out.join("metrics.jsonl"), first_step)).transpose()?;
+    let bar = progress_bar(opts.progress && world.is_root(), total, first_step);
 
     let stop = opts.stop_at.unwrap_or(total).min(total);
     let mut train_losses = Vec::new();
@@ -206,10 +316,21 @@ fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, from: Start)
         };
         let batch = map.apply(batch?);
         let lr = schedule.lr(state.step);
-        tch::manual_seed(step_seed(config.seed, state.step));
+        tch::manual_seed(rank_step_seed(config.seed, state.step, world.rank));
         let tensors = BatchTensors::from_batch(&batch, device);
         let (loss, _, _) = with_autocast(device, autocast, || model.forward(&tensors, true));
-        let loss_value = loss.double_value(&[]);
+        let local_loss = loss.double_value(&[]);
+        // The global batch's loss: the ranks' masked means weighted by their numbers of loss terms
+        // (equal shares unless the epoch's last batch was split unevenly).
+        let (loss_value, weight, batch_samples) = if world.is_distributed() {
+            let terms = batch.target_mask.iter().filter(|&&m| m).count() as f64;
+            let mut sums = [local_loss * terms, terms, batch.n as f64];
+            world.all_reduce_sum_f64(&mut sums)?;
+            let all_terms = sums[1].max(1.0);
+            (sums[0] / all_terms, terms * world.size as f64 / all_terms, sums[2] as usize)
+        } else {
+            (local_loss, 1.0, batch.n)
+        };
         if !loss_value.is_finite() {
             bar.abandon();
             let kept = last_checkpoint.as_ref().map_or("none was written yet".to_string(), |p: &PathBuf| p.display().to_string());
@@ -218,37 +339,54 @@ fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, from: Start)
                 state.step + 1
             )));
         }
-        optimizer.backward_step(&loss, config.optimizer.grad_clip, lr, weight_decay);
+        if world.is_distributed() {
+            // `backward_step` with the gradients averaged over the ranks before clipping.
+            optimizer.zero_grad();
+            (&loss * weight).backward();
+            let grads = gradients(&params)?;
+            world.all_reduce_mean(&grads)?;
+            if let Some(max_norm) = config.optimizer.grad_clip {
+                let _norm = optimizer.clip_grad_norm(max_norm);
+            }
+            optimizer.step(lr, weight_decay);
+        } else {
+            optimizer.backward_step(&loss, config.optimizer.grad_clip, lr, weight_decay);
+        }
         let epoch = state.loader.epoch;
         state.step += 1;
         state.loader = state.loader.after_batch(batches_per_epoch);
         state.next_lr = schedule.lr(state.step);
         train_losses.push(loss_value);
-        samples += batch.n;
+        samples += batch_samples;
         train_secs += started.elapsed().as_secs_f64();
         let samples_per_s = samples as f64 / train_secs.max(1e-9);
 
         let mut record = StepRecord { step: state.step, epoch, lr, train_loss: loss_value, samples_per_s, val_loss: None, val_baseline: None };
-        if state.step.is_multiple_of(config.eval_every) || state.step == total {
-            let e = evaluate(&model, val_loader.eval_iter().map(to_model), &means, device, config.eval_batches, autocast)?;
+        if (state.step.is_multiple_of(config.eval_every) || state.step == total)
+            && let Some(e) = validate()?
+        {
             (record.val_loss, record.val_baseline) = (Some(e.loss), Some(e.baseline));
             last_eval = Some(e);
         }
-        metrics.append(&record)?;
+        if let Some(m) = &mut metrics {
+            m.append(&record)?;
+        }
         if state.step.is_multiple_of(config.checkpoint_every) || state.step == stop {
-            last_checkpoint = Some(checkpoint::save(&opts.out, &vs, &optimizer, &state, &config, &vocab)?);
+            last_checkpoint = Some(save_checkpoint(world, &opts.out, &vs, &optimizer, &state, &config, &vocab)?);
         }
         bar.set_position(state.step);
         bar.set_message(format!("loss {loss_value:.4} · {samples_per_s:.0} samples/s"));
     }
     bar.finish();
-    let metrics_path = opts.out.join("metrics.jsonl");
-    drop(metrics);
-    write_loss_curve(&opts.out.join("loss.png"), &read_metrics(&metrics_path)?, total)?;
+    if let Some(m) = metrics {
+        drop(m);
+        let metrics_path = opts.out.join("metrics.jsonl");
+        write_loss_curve(&opts.out.join("loss.png"), &read_metrics(&metrics_path)?, total)?;
+    }
     let checkpoint = match last_checkpoint {
         Some(c) => c,
         // Resumed at the final step: nothing was left to do, the checkpoint is the final one.
-        None => checkpoint::save(&opts.out, &vs, &optimizer, &state, &config, &vocab)?,
+        None => save_checkpoint(world, &opts.out, &vs, &optimizer, &state, &config, &vocab)?,
     };
     Ok(TrainOutcome {
         first_step,
@@ -262,15 +400,53 @@ fn run(corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, from: Start)
     })
 }
 
+/// The current gradient of every parameter; data-parallel training needs all of them, or the
+/// ranks' buckets would not line up.
+fn gradients(params: &[(String, tch::Tensor)]) -> Result<Vec<tch::Tensor>> {
+    params
+        .iter()
+        .map(|(name, p)| {
+            let g = p.grad();
+            if g.defined() {
+                Ok(g)
+            } else {
+                Err(Error::Invalid(format!("parameter {name} got no gradient; data-parallel training needs one for every parameter")))
+            }
+        })
+        .collect()
+}
+
+/// Rank 0 writes the checkpoint; every rank waits for it at a barrier and returns its folder.
+fn save_checkpoint(
+    world: &World,
+    run: &std::path::Path,
+    vs: &nn::VarStore,
+    optimizer: &AdamW,
+    state: &TrainState,
+    config: &RunConfig,
+    vocab: &Vocabulary,
+) -> Result<PathBuf> {
+    let dir = if world.is_root() { checkpoint::save(run, vs, optimizer, state, config, vocab)? } else { checkpoint::step_dir(run, state.step) };
+    world.barrier()?;
+    Ok(dir)
+}
+
 /// Gives libtorch the cores the loader's workers do not use, unless the user chose a thread
 /// count (`OMP_NUM_THREADS`). libtorch's default of one thread per core oversubscribes the CPU
 /// once the loader runs beside it, and its spinning workers then slow down many-fold (a tiny
-/// step went from 50 ms to 700 ms on 2 cores). The setting is process-wide.
-fn leave_cores_to_the_loader(n_workers: usize) {
+/// step went from 50 ms to 700 ms on 2 cores). The setting is process-wide. The `local_ranks`
+/// processes of a data-parallel run on this machine share its cores, unless the launcher bound
+/// each to its own (then the affinity mask already counts only those).
+fn leave_cores_to_the_loader(n_workers: usize, local_ranks: usize) {
     if std::env::var_os("OMP_NUM_THREADS").is_some() {
         return;
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: sysconf only reads a system setting.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if local_ranks > 1 && cores as i64 == online {
+        cores /= local_ranks;
+    }
     tch::set_num_threads(cores.saturating_sub(n_workers).max(1) as i32);
 }
 
