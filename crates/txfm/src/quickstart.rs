@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::atomic::write_atomic;
-use crate::baseline::{fit_pca, write_libnorm, CountInput, LibNormConfig, PcaConfig, PcaOutputs};
-use crate::data::SourceOptions;
-use crate::embed::{EmbedJob, EmbedOptions, EmbedSummary};
+use crate::embed::EmbedSummary;
 use crate::eval::annotations::load_paths;
 use crate::eval::perturb::input::{load as load_perturb_input, InputConfig};
 use crate::eval::perturb::plots::write_plots;
+use crate::eval::perturb::prepare::{prepare, Baseline, Prepare};
 use crate::eval::perturb::report::PerturbReport;
 use crate::eval::perturb::run::{run as run_benchmark, PerturbConfig};
 use crate::corpus::{build_corpus, stats::stats_table, BuildOptions, Corpus, CorpusSummary, DatasetSpec, Filters, Manifest};
@@ -95,27 +94,16 @@ pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
     let opened = Arc::new(Corpus::open(&corpus_dir)?);
     let trained = train(opened, &cfg.run, &TrainOptions { progress: cfg.progress, ..TrainOptions::new(&run_dir) })?;
 
-    stage(cfg, "4/6 embed every cell with the trained model");
-    let embedded = out.join("cells.txfm.h5ad");
-    let job = EmbedJob::prepare(EmbedOptions { model: run_dir.clone(), input: h5ad.clone(), output: embedded.clone(), ..EmbedOptions::default() })?;
-    let embed = job.run(&bar_for(cfg))?;
-
-    stage(cfg, "5/6 PCA and (Lib+Log)Norm baselines");
-    let with_pca = out.join("cells.pca.h5ad");
-    let mut input = CountInput::open(&embedded, &SourceOptions::default())?;
-    let pca = fit_pca(&mut input, &PcaConfig::default(), &mut |_| {})?;
-    pca.write(&mut input, &PcaOutputs::beside(&with_pca), false)?;
+    stage(cfg, "4/6 embed every cell with the trained model; 5/6 PCA and (Lib+Log)Norm baselines");
     let cells = out.join("cells.h5ad");
-    let mut input = CountInput::open(&with_pca, &SourceOptions::default())?;
-    write_libnorm(&mut input, &LibNormConfig::default(), &cells, false, &mut |_| {})?;
-    for f in [&embedded, &with_pca] {
-        std::fs::remove_file(f).map_err(|e| Error::io(f, e))?;
-    }
+    let what = Prepare { model: Some(run_dir.clone()), baselines: vec![Baseline::Pca, Baseline::Libnorm], ..Prepare::default() };
+    let prepared = prepare(&h5ad, &cells, &what, &bar_for(cfg))?;
+    let embed = prepared.embed.clone().expect("a model was given");
 
     stage(cfg, "6/6 perturbation benchmark against the true gene pairs");
     let bench_dir = out.join("bench");
     std::fs::create_dir_all(&bench_dir).map_err(|e| Error::io(&bench_dir, e))?;
-    let input_cfg = InputConfig { obsm_keys: EMBEDDINGS.map(String::from).to_vec(), ..InputConfig::default() };
+    let input_cfg = InputConfig { obsm_keys: prepared.keys.clone(), ..InputConfig::default() };
     let bench_input = load_perturb_input(&cells, &input_cfg)?;
     let dbs = load_paths(std::slice::from_ref(&sim.pairs_csv))?;
     let bench = run_benchmark(&bench_input, &dbs, &cfg.bench, &bar_for(cfg))?;
@@ -125,7 +113,7 @@ pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
 
     let report = out.join("report.md");
     let mut text = report_markdown(&sim, &corpus, &manifest_path, &corpus_dir, &run_dir, &trained);
-    text.push_str(&later_stages_markdown(&embed, pca.explained_variance_ratio.iter().sum(), &bench));
+    text.push_str(&later_stages_markdown(&embed, prepared.pca_variance.unwrap_or(f64::NAN), &bench));
     write_atomic(&report, &text)?;
     Ok(QuickstartOutputs { sim, manifest: manifest_path, corpus_dir, corpus, run_dir, train: trained, embed, cells, bench, bench_dir, report })
 }

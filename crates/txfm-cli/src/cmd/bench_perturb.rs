@@ -7,7 +7,9 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use txfm::eval::annotations::load_paths;
 use txfm::eval::perturb::input::{InputConfig, load};
+use txfm::embed::EmbedOptions;
 use txfm::eval::perturb::postprocess::PostProcess;
+use txfm::eval::perturb::prepare::{prepare, Baseline, Prepare};
 use txfm::eval::perturb::run::{PerturbConfig, run as run_benchmark};
 
 /// The perturbation benchmark (Bendidi et al. 2024, as extended by TxFM) over one or more
@@ -19,8 +21,19 @@ pub struct Args {
     #[arg(long)]
     input: PathBuf,
     /// An obsm key to evaluate; repeat to compare embeddings in one table.
-    #[arg(long = "obsm", required = true)]
+    #[arg(long = "obsm")]
     obsm: Vec<String>,
+    /// Embed the input with this trained run (or checkpoint) first and evaluate it as X_txfm.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Compute a baseline on the input first and evaluate it: pca (X_pca) or libnorm
+    /// (X_libnorm); repeatable. With --model or --baseline the input plus the new embeddings is
+    /// written to OUT/cells.h5ad and benchmarked from there.
+    #[arg(long = "baseline")]
+    baselines: Vec<String>,
+    /// Device for --model: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
     /// obs column of perturbation labels (gene symbols).
     #[arg(long, default_value = "perturbation")]
     pert_key: String,
@@ -98,8 +111,30 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
 
     let dbs = load_paths(&a.annotations)?;
+    let mut keys = a.obsm.clone();
+    let mut input_path = a.input.clone();
+    if a.model.is_some() || !a.baselines.is_empty() {
+        std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+        let what = Prepare {
+            model: a.model.clone(),
+            embed: EmbedOptions { device: a.device.parse()?, ..EmbedOptions::default() },
+            baselines: a.baselines.iter().map(|b| b.parse::<Baseline>()).collect::<Result<_, _>>()?,
+            layer: a.layer.clone(),
+        };
+        let cells = a.out.join("cells.h5ad");
+        eprintln!("adding {} to {} ...", if what.model.is_some() { "X_txfm and baselines" } else { "baselines" }, cells.display());
+        let prepared = prepare(&a.input, &cells, &what, &ProgressBar::hidden())?;
+        for w in &prepared.warnings {
+            eprintln!("warning: {w}");
+        }
+        keys.extend(prepared.keys.into_iter().filter(|k| !a.obsm.contains(k)));
+        input_path = cells;
+    }
+    if keys.is_empty() {
+        anyhow::bail!("nothing to evaluate: give --obsm KEY, --model RUN or --baseline pca|libnorm");
+    }
     let input_cfg = InputConfig {
-        obsm_keys: a.obsm.clone(),
+        obsm_keys: keys,
         pert_key: a.pert_key,
         batch_key: a.batch_key,
         control: a.control,
@@ -107,8 +142,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         layer: a.layer,
         ..InputConfig::default()
     };
-    eprintln!("reading {} ...", a.input.display());
-    let input = load(&a.input, &input_cfg)?;
+    eprintln!("reading {} ...", input_path.display());
+    let input = load(&input_path, &input_cfg)?;
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{msg:24} [{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}")

@@ -10,6 +10,7 @@ pub mod ilisi;
 pub mod probe;
 pub mod knn;
 pub mod reconstruct;
+pub mod prepare;
 pub mod run;
 pub mod report;
 pub mod plots;
