@@ -20,8 +20,27 @@ fn quickstart_runs_the_pipeline_and_writes_a_report() {
     let report = std::fs::read_to_string(qs.join("report.md")).unwrap();
     assert!(report.contains("2000 cells × 500 genes"), "{report}");
     assert!(report.contains("| sim "), "{report}");
-    for f in ["sim.h5ad", "sim.pairs.csv", "sim.truth.json", "corpus.toml", "corpus/corpus.json"] {
+    for f in ["sim.h5ad", "sim.pairs.csv", "sim.truth.json", "corpus.toml", "corpus/corpus.json", "cells.pca.pcs.tsv"] {
         assert!(qs.join(f).exists(), "{f} missing");
+    }
+    // Stages 4-6: the screen with three embeddings, benchmarked against the true pairs.
+    let py = txfm::testing::run_python(
+        "import sys, anndata; a = anndata.read_h5ad(sys.argv[1]); \
+         print(a.n_obs, sorted(a.obsm.keys()), a.obsm['X_txfm'].shape[1], a.obsm['X_pca'].shape[1])",
+        &[qs.join("cells.h5ad").to_str().unwrap()],
+    );
+    assert_eq!(py.trim(), "2000 ['X_libnorm', 'X_pca', 'X_txfm'] 64 50");
+    let bench = txfm::eval::perturb::report::PerturbReport::read_json(&qs.join("bench/report.json")).unwrap();
+    let best: Vec<&str> = bench.best_rows().iter().map(|r| r.embedding.as_str()).collect();
+    assert_eq!(best, ["X_txfm", "X_pca", "X_libnorm"]);
+    // The simulated knockdowns move whole modules, so PCA's perturbation means put the true pairs
+    // in the 5%/95% tails far more often than the 10% of chance.
+    let pca_bmdb = bench.best_rows()[1].summary.bmdb.mean.unwrap();
+    assert!(pca_bmdb > 30.0, "PCA bmdb {pca_bmdb}");
+    assert!(report.contains("## 6. Perturbation benchmark") && report.contains("| X_pca |"), "{report}");
+    for png in ["metrics.png", "bmdb_recall.png", "postprocess.png"] {
+        let bytes = std::fs::read(qs.join("bench").join(png)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png}");
     }
     // The corpus it built is readable by the stats command, and a re-run replaces it cleanly.
     let s = txfm(&["corpus", "stats", "qs/corpus"], dir.path());

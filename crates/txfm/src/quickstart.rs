@@ -1,7 +1,8 @@
 //! `txfm quickstart`: the whole pipeline on an embedded default, so a new user sees every stage
 //! work in a few minutes on a laptop: simulate a Perturb-seq screen → build a corpus → train the
 //! tiny model → embed the screen → PCA and (Lib+Log)Norm baselines → the perturbation benchmark
-//! of all three against the simulator's true gene pairs → `report.md` with plots.
+//! of all three against the simulator's true gene pairs → gene-pair recall from the model's
+//! parameters → `report.md` with plots.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use crate::atomic::write_atomic;
 use crate::embed::EmbedSummary;
 use crate::eval::annotations::load_paths;
 use crate::eval::perturb::input::{load as load_perturb_input, InputConfig};
+use crate::eval::genes::{gene_recall, report as gene_report, GeneRecallConfig, GeneVectors, NullMode, DECODER_COMPONENTS, ENCODER_COMPONENTS};
 use crate::eval::perturb::plots::write_plots;
 use crate::eval::perturb::prepare::{prepare, Baseline, Prepare};
 use crate::eval::perturb::report::PerturbReport;
@@ -68,12 +70,12 @@ pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
     let out = &cfg.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
 
-    stage(cfg, "1/6 simulate a Perturb-seq screen");
+    stage(cfg, "1/7 simulate a Perturb-seq screen");
     let h5ad = out.join("sim.h5ad");
     let bar = if cfg.progress { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
     let sim = simulate_to_h5ad(&cfg.sim, &h5ad, &bar)?;
 
-    stage(cfg, "2/6 build a corpus");
+    stage(cfg, "2/7 build a corpus");
     let mut ds = DatasetSpec::new("sim", "sim.h5ad", GeneIdKind::Raw);
     ds.obs_columns = ["perturbation", "batch", "is_control", "cell_state"].map(String::from).to_vec();
     // The simulated screen is shallow (a few hundred detected genes per cell), so the cell filter
@@ -85,7 +87,7 @@ pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
     let corpus_dir = out.join("corpus");
     let corpus = build_corpus(&manifest, &corpus_dir, &BuildOptions { overwrite: true, progress: cfg.progress })?;
 
-    stage(cfg, "3/6 train the tiny model");
+    stage(cfg, "3/7 train the tiny model");
     let run_dir = out.join("run");
     // A re-run starts the training afresh, as it rebuilds the corpus.
     if run_dir.exists() {
@@ -94,13 +96,13 @@ pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
     let opened = Arc::new(Corpus::open(&corpus_dir)?);
     let trained = train(opened, &cfg.run, &TrainOptions { progress: cfg.progress, ..TrainOptions::new(&run_dir) })?;
 
-    stage(cfg, "4/6 embed every cell with the trained model; 5/6 PCA and (Lib+Log)Norm baselines");
+    stage(cfg, "4/7 embed every cell with the trained model; 5/7 PCA and (Lib+Log)Norm baselines");
     let cells = out.join("cells.h5ad");
     let what = Prepare { model: Some(run_dir.clone()), baselines: vec![Baseline::Pca, Baseline::Libnorm], ..Prepare::default() };
     let prepared = prepare(&h5ad, &cells, &what, &bar_for(cfg))?;
     let embed = prepared.embed.clone().expect("a model was given");
 
-    stage(cfg, "6/6 perturbation benchmark against the true gene pairs");
+    stage(cfg, "6/7 perturbation benchmark against the true gene pairs");
     let bench_dir = out.join("bench");
     std::fs::create_dir_all(&bench_dir).map_err(|e| Error::io(&bench_dir, e))?;
     let input_cfg = InputConfig { obsm_keys: prepared.keys.clone(), ..InputConfig::default() };
@@ -111,9 +113,28 @@ pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
     bench.write_markdown(&bench_dir.join("report.md"))?;
     write_plots(&bench, &bench_dir)?;
 
+    stage(cfg, "7/7 gene-relationship recall from the model's parameters and PCA loadings");
+    let genes_dir = out.join("genes");
+    let (encoder, decoder) = GeneVectors::from_checkpoint(&run_dir)?;
+    let loadings = GeneVectors::from_loadings(&out.join("cells.pca.pcs.tsv"))?;
+    let mut recalls = Vec::new();
+    for (v, components) in [(encoder, ENCODER_COMPONENTS), (decoder, DECODER_COMPONENTS), (loadings, 50)] {
+        let rc = GeneRecallConfig { components, ..GeneRecallConfig::default() };
+        recalls.push(gene_recall(&v, &dbs, &rc, NullMode::Streamed)?);
+    }
+    gene_report::write(&genes_dir, &recalls)?;
+
     let report = out.join("report.md");
     let mut text = report_markdown(&sim, &corpus, &manifest_path, &corpus_dir, &run_dir, &trained);
     text.push_str(&later_stages_markdown(&embed, prepared.pca_variance.unwrap_or(f64::NAN), &bench));
+    text.push_str(&format!(
+        "\n## 7. Gene relationships from parameters\n\n\
+         `txfm bench genes`: recall of the true gene pairs among the cosine similarities of the \
+         encoder's gene embeddings, the decoder's per-gene weights and the PCA loadings, at the \
+         5th/95th percentiles (chance ≈ 10%, the random-pair null). `genes/gene_recall.md`, \
+         `genes/gene_recall.json`.\n\n{}",
+        gene_report::markdown(&recalls).trim_start_matches("# Gene-relationship recall\n\n")
+    ));
     write_atomic(&report, &text)?;
     Ok(QuickstartOutputs { sim, manifest: manifest_path, corpus_dir, corpus, run_dir, train: trained, embed, cells, bench, bench_dir, report })
 }

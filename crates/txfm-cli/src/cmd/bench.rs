@@ -4,7 +4,7 @@
 //! batches; see `bench/README.md`).
 
 use anyhow::Context;
-use txfm::runtime::DeviceSpec;
+use txfm::runtime::{AutocastDtype, DeviceSpec};
 use txfm::train::bench::{self, BenchConfig, BenchResult};
 
 #[derive(clap::Subcommand)]
@@ -79,6 +79,12 @@ pub struct Args {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Autocast type on CUDA: bf16 (the trainer's default) or f16.
+    #[arg(long, default_value = "bf16")]
+    autocast_dtype: String,
+    /// Float32 on CUDA (no autocast).
+    #[arg(long)]
+    no_autocast: bool,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Print one JSON line instead of text.
@@ -123,6 +129,7 @@ pub fn run(c: Command) -> anyhow::Result<()> {
         embed,
         threads: args.threads,
         device: args.device.parse::<DeviceSpec>()?,
+        autocast: if args.no_autocast { None } else { Some(parse_autocast(&args.autocast_dtype)?) },
         seed: args.seed,
     };
     let r = bench::run(&config)?;
@@ -132,6 +139,14 @@ pub fn run(c: Command) -> anyhow::Result<()> {
         print_text(&r);
     }
     Ok(())
+}
+
+fn parse_autocast(s: &str) -> anyhow::Result<AutocastDtype> {
+    match s {
+        "bf16" | "bfloat16" => Ok(AutocastDtype::Bf16),
+        "f16" | "float16" => Ok(AutocastDtype::F16),
+        _ => anyhow::bail!("--autocast-dtype {s}: expected bf16 or f16"),
+    }
 }
 
 fn print_text(r: &BenchResult) {

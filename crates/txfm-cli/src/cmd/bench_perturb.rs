@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use txfm::eval::annotations::load_paths;
-use txfm::eval::perturb::input::{InputConfig, load};
+use txfm::data::{open_source, SourceOptions};
+use txfm::eval::perturb::input::{labels_from_obs, load, InputConfig};
 use txfm::embed::EmbedOptions;
 use txfm::eval::perturb::postprocess::PostProcess;
 use txfm::eval::perturb::prepare::{prepare, Baseline, Prepare};
@@ -104,23 +105,34 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         cfg.lisi.perplexity = p;
     }
     if let Some(e) = a.probe_epochs {
-        cfg.probe.epochs = e;
+        cfg.probe.fit.epochs = e;
     }
     if let Some(e) = a.inv_epochs {
-        cfg.reconstruct.epochs = e;
+        cfg.reconstruct.fit.epochs = e;
     }
 
     let dbs = load_paths(&a.annotations)?;
     let mut keys = a.obsm.clone();
     let mut input_path = a.input.clone();
+    let mut input_cfg = InputConfig {
+        pert_key: a.pert_key,
+        batch_key: a.batch_key,
+        control: a.control,
+        expression: !a.no_expression,
+        layer: a.layer.clone(),
+        ..InputConfig::default()
+    };
     if a.model.is_some() || !a.baselines.is_empty() {
-        std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+        // Check the labels before spending minutes on embeddings.
+        let src = open_source(&a.input, &SourceOptions::default())?;
+        labels_from_obs(src.obs(), &input_cfg, &a.input)?;
         let what = Prepare {
             model: a.model.clone(),
             embed: EmbedOptions { device: a.device.parse()?, ..EmbedOptions::default() },
             baselines: a.baselines.iter().map(|b| b.parse::<Baseline>()).collect::<Result<_, _>>()?,
             layer: a.layer.clone(),
         };
+        std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
         let cells = a.out.join("cells.h5ad");
         eprintln!("adding {} to {} ...", if what.model.is_some() { "X_txfm and baselines" } else { "baselines" }, cells.display());
         let prepared = prepare(&a.input, &cells, &what, &ProgressBar::hidden())?;
@@ -133,15 +145,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if keys.is_empty() {
         anyhow::bail!("nothing to evaluate: give --obsm KEY, --model RUN or --baseline pca|libnorm");
     }
-    let input_cfg = InputConfig {
-        obsm_keys: keys,
-        pert_key: a.pert_key,
-        batch_key: a.batch_key,
-        control: a.control,
-        expression: !a.no_expression,
-        layer: a.layer,
-        ..InputConfig::default()
-    };
+    input_cfg.obsm_keys = keys;
     eprintln!("reading {} ...", input_path.display());
     let input = load(&input_path, &input_cfg)?;
     let bar = if std::io::stderr().is_terminal() {

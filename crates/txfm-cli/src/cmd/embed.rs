@@ -4,10 +4,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use txfm::data::genes::GeneIdKind;
-use txfm::data::SourceOptions;
 use txfm::embed::{EmbedJob, EmbedOptions, OutputFormat};
 use txfm::runtime::DeviceSpec;
+
+use super::source_args::SourceArgs;
 
 /// Embed every sample of an input (.h5ad, 10x MTX folder or bulk table) with a trained model:
 /// its genes are mapped onto the model's vocabulary, K visible genes are drawn from those it
@@ -32,22 +32,10 @@ pub struct Args {
     /// obsm key of the embeddings (h5ad), column prefix (parquet).
     #[arg(long, default_value = "X_txfm")]
     key: String,
-    /// h5ad matrix: X, raw, or a layer name.
-    #[arg(long)]
-    layer: Option<String>,
-    /// h5ad var column holding gene IDs (default: var_names).
-    #[arg(long)]
-    var_column: Option<String>,
-    /// Kind of gene IDs: auto, symbol, ensembl or raw (auto follows the model's vocabulary:
-    /// raw for a model trained on raw IDs).
-    #[arg(long, default_value = "auto")]
-    gene_ids: String,
-    /// Tables: genes are columns.
-    #[arg(long)]
-    genes_as_columns: bool,
-    /// Accept non-count values (already-normalised bulk data).
-    #[arg(long)]
-    allow_non_counts: bool,
+    /// How to read the input. `--gene-ids auto` follows the model's vocabulary: raw IDs for a
+    /// model trained on raw IDs.
+    #[command(flatten)]
+    source: SourceArgs,
     /// Seed of the visible-gene draws (default: the run's loader seed).
     #[arg(long)]
     seed: Option<u64>,
@@ -73,20 +61,13 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let gene_ids: GeneIdKind = serde_json::from_value(serde_json::Value::String(a.gene_ids.clone()))
-        .map_err(|_| anyhow::anyhow!("--gene-ids '{}': expected auto, symbol, ensembl or raw", a.gene_ids))?;
+    let gene_ids = a.source.gene_id_kind()?;
     let format = a.format.as_deref().map(str::parse::<OutputFormat>).transpose()?;
     anyhow::ensure!(a.samplings > 0 && a.batch_size > 0, "--samplings and --batch-size must be positive");
     let opts = EmbedOptions {
         model: a.model.clone(),
         input: a.input.clone(),
-        source: SourceOptions {
-            format: None,
-            layer: a.layer,
-            var_column: a.var_column,
-            genes_as_columns: a.genes_as_columns,
-            allow_non_counts: a.allow_non_counts,
-        },
+        source: a.source.options(),
         gene_ids,
         output: a.output.clone(),
         format,

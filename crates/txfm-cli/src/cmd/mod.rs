@@ -3,6 +3,7 @@ pub mod simulate;
 pub mod corpus;
 pub mod train;
 pub mod finetune;
+pub mod source_args;
 pub mod embed;
 pub mod baseline;
 pub mod bench;

@@ -15,7 +15,7 @@ use super::batch::Batch;
 use super::config::OptimizerConfig;
 use super::optim::AdamW;
 use crate::model::{BatchTensors, CountActivation, DecoderConfig, LossKind, ModelConfig, TxFm, num_parameters};
-use crate::runtime::DeviceSpec;
+use crate::runtime::{with_autocast, AutocastDtype, DeviceSpec};
 use crate::{Error, Result};
 
 /// What to time: the flags of `bench/torch_reference.py`, with the same defaults.
@@ -42,6 +42,9 @@ pub struct BenchConfig {
     /// core).
     pub threads: Option<i32>,
     pub device: DeviceSpec,
+    /// Reduced type of the forward pass under autocast on CUDA (`None`: float32); CPU ignores it,
+    /// as the trainer does.
+    pub autocast: Option<AutocastDtype>,
     pub seed: u64,
 }
 
@@ -260,6 +263,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchResult> {
     drop(host);
 
     let total = config.warmup + config.steps;
+    let autocast = if device == Device::Cpu { None } else { config.autocast };
     let opt_config = OptimizerConfig::default();
     let weight_decay = config.weight_decay.unwrap_or_else(|| 1.0 / (config.lr * total.max(1) as f64));
     let sync = || {
@@ -273,7 +277,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchResult> {
     let elapsed;
     if config.embed {
         let step = |i: usize| {
-            let _ = tch::no_grad(|| model.encode(&batches[i % batches.len()].visible, false));
+            let _ = tch::no_grad(|| with_autocast(device, autocast, || model.encode(&batches[i % batches.len()].visible, false)));
         };
         for i in 0..config.warmup {
             step(i);
@@ -290,7 +294,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchResult> {
     } else {
         let mut optimizer = AdamW::new(&vs, opt_config.betas, opt_config.eps);
         let mut step = |i: usize| -> tch::Tensor {
-            let (loss, _, _) = model.forward(&batches[i % batches.len()], true);
+            let (loss, _, _) = with_autocast(device, autocast, || model.forward(&batches[i % batches.len()], true));
             optimizer.backward_step(&loss, config.grad_clip, config.lr, weight_decay);
             loss.detach()
         };

@@ -31,48 +31,26 @@ use super::data::{PerturbData, Split, TopK};
 use super::knn::gather_rows;
 use crate::train::optim::AdamW;
 
-/// Linear-probe training settings (defaults: Tx-Evaluation's `replogle_eval.yaml`).
+/// Linear-probe settings (defaults: Tx-Evaluation's `replogle_eval.yaml`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProbeConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    /// Epochs of linear warm-up from `warmup_start_lr` to `lr`.
-    pub warmup_epochs: usize,
-    pub warmup_start_lr: f64,
-    /// The cosine's floor.
-    pub min_lr: f64,
-    pub seed: u64,
+    pub fit: FitConfig,
 }
 
 impl Default for ProbeConfig {
     fn default() -> Self {
         ProbeConfig {
-            epochs: 250,
-            batch_size: 64_768,
-            lr: 1e-3,
-            weight_decay: 1e-6,
-            warmup_epochs: 10,
-            warmup_start_lr: 3e-5,
-            min_lr: 0.0,
-            seed: 42,
-        }
-    }
-}
-
-impl ProbeConfig {
-    fn fit(&self) -> Fit {
-        Fit {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            warmup_epochs: self.warmup_epochs,
-            warmup_start_lr: self.warmup_start_lr,
-            min_lr: self.min_lr,
-            seed: self.seed,
+            fit: FitConfig {
+                epochs: 250,
+                batch_size: 64_768,
+                lr: 1e-3,
+                weight_decay: 1e-6,
+                warmup_epochs: 10,
+                warmup_start_lr: 3e-5,
+                min_lr: 0.0,
+                seed: 42,
+            },
         }
     }
 }
@@ -101,8 +79,8 @@ pub fn linear_probe(data: &PerturbData, split: &Split, cfg: &ProbeConfig) -> Top
     let y: Vec<i64> = train.iter().map(|&i| class_of[data.pert[i] as usize].expect("a training class") as i64).collect();
     let y = Tensor::from_slice(&y);
     let vs = nn::VarStore::new(Device::Cpu);
-    let head = Linear::new(&vs.root() / "head", data.dim, n_classes, &mut ChaCha8Rng::seed_from_u64(cfg.seed));
-    cfg.fit().run(&vs, train.len(), |idx| head.forward(&x.index_select(0, idx)).cross_entropy_for_logits(&y.index_select(0, idx)));
+    let head = Linear::new(&vs.root() / "head", data.dim, n_classes, &mut ChaCha8Rng::seed_from_u64(cfg.fit.seed));
+    cfg.fit.run(&vs, train.len(), |idx| head.forward(&x.index_select(0, idx)).cross_entropy_for_logits(&y.index_select(0, idx)));
 
     let logits = tch::no_grad(|| head.forward(&rows_tensor(data, &test)));
     let shortlist = n_classes.min(5);
@@ -151,21 +129,25 @@ impl Linear {
     }
 }
 
-/// Tx-Evaluation's training loop: minibatch AdamW over seeded shuffles, with the learning rate of
-/// Lightning-Bolts' `LinearWarmupCosineAnnealingLR` stepped per batch.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Fit {
+/// Tx-Evaluation's training loop, shared by the probe and the inv decoder: minibatch AdamW over
+/// seeded shuffles, with the learning rate of Lightning-Bolts' `LinearWarmupCosineAnnealingLR`
+/// stepped per batch. In a config file every field is given (no per-field defaults: the probe's
+/// and the decoder's differ).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FitConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
     pub weight_decay: f64,
+    /// Epochs of linear warm-up from `warmup_start_lr` to `lr`.
     pub warmup_epochs: usize,
     pub warmup_start_lr: f64,
+    /// The cosine's floor.
     pub min_lr: f64,
     pub seed: u64,
 }
 
-impl Fit {
+impl FitConfig {
     /// Learning rate of batch `step` (0-based), the scheduler's closed form with
     /// `W = warmup_epochs · steps_per_epoch` and `T = epochs · steps_per_epoch`:
     /// `start + t(lr − start)/(W − 1)` for `t < W` (reaching `lr` at `W − 1`), then
@@ -240,19 +222,19 @@ mod tests {
     }
 
     fn quick() -> ProbeConfig {
-        ProbeConfig { epochs: 60, batch_size: 64, lr: 0.05, warmup_epochs: 2, ..ProbeConfig::default() }
+        ProbeConfig { fit: FitConfig { epochs: 60, batch_size: 64, lr: 0.05, warmup_epochs: 2, ..ProbeConfig::default().fit } }
     }
 
     #[test]
     fn schedule_warms_up_from_the_start_lr_then_follows_the_cosine() {
-        let f = ProbeConfig::default().fit();
+        let f = ProbeConfig::default().fit;
         assert_eq!(f.lr_at(0, 1), 3e-5);
         assert!((f.lr_at(9, 1) - 1e-3).abs() < 1e-18, "the peak at the last warm-up step");
         assert_eq!(f.lr_at(10, 1), 1e-3);
         assert!((f.lr_at(130, 1) - 5e-4).abs() < 1e-15, "the cosine's midpoint");
         assert!(f.lr_at(250, 1).abs() < 1e-18);
         assert!((f.lr_at(260, 2) - 5e-4).abs() < 1e-15, "steps, not epochs, with two batches an epoch");
-        let flat = Fit { warmup_epochs: 0, ..f };
+        let flat = FitConfig { warmup_epochs: 0, ..f };
         assert_eq!(flat.lr_at(0, 1), 1e-3);
     }
 
@@ -283,7 +265,7 @@ mod tests {
             let head = Linear::new(&vs.root() / "head", data.dim, 4, &mut ChaCha8Rng::seed_from_u64(seed));
             let x = rows_tensor(&data, &split.train);
             let y = Tensor::from_slice(&split.train.iter().map(|&i| data.pert[i] as i64).collect::<Vec<_>>());
-            Fit { seed, ..quick().fit() }
+            FitConfig { seed, ..quick().fit }
                 .run(&vs, split.train.len(), |idx| head.forward(&x.index_select(0, idx)).cross_entropy_for_logits(&y.index_select(0, idx)));
             Vec::<f32>::try_from(head.weight.reshape([-1])).unwrap()
         };

@@ -38,53 +38,31 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Reduction, Tensor, nn};
 
 use super::data::{Expression, PerturbData, Split};
-use super::probe::{Fit, Linear, rows_tensor};
+use super::probe::{FitConfig, Linear, rows_tensor};
 
-/// Decoder training settings (defaults: Tx-Evaluation's `replogle_eval_reconstruct.yaml`).
+/// Decoder settings (defaults: Tx-Evaluation's `replogle_eval_reconstruct.yaml`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ReconstructConfig {
     /// Hidden layers (`model_depth`).
     pub depth: usize,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    /// Epochs of linear warm-up from `warmup_start_lr` to `lr`.
-    pub warmup_epochs: usize,
-    pub warmup_start_lr: f64,
-    /// The cosine's floor.
-    pub min_lr: f64,
-    pub seed: u64,
+    pub fit: FitConfig,
 }
 
 impl Default for ReconstructConfig {
     fn default() -> Self {
         ReconstructConfig {
             depth: 3,
-            epochs: 30,
-            batch_size: 512,
-            lr: 1e-4,
-            weight_decay: 1e-6,
-            warmup_epochs: 10,
-            warmup_start_lr: 3e-5,
-            min_lr: 0.0,
-            seed: 42,
-        }
-    }
-}
-
-impl ReconstructConfig {
-    fn fit(&self) -> Fit {
-        Fit {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            warmup_epochs: self.warmup_epochs,
-            warmup_start_lr: self.warmup_start_lr,
-            min_lr: self.min_lr,
-            seed: self.seed,
+            fit: FitConfig {
+                epochs: 30,
+                batch_size: 512,
+                lr: 1e-4,
+                weight_decay: 1e-6,
+                warmup_epochs: 10,
+                warmup_start_lr: 3e-5,
+                min_lr: 0.0,
+                seed: 42,
+            },
         }
     }
 }
@@ -120,8 +98,8 @@ pub fn reconstruct(data: &PerturbData, split: &Split, expr: &Expression, cfg: &R
     let x = rows_tensor(data, &split.train);
     let y = Tensor::from_slice(&expression_rows(expr, &split.train)).view([split.train.len() as i64, n_vars as i64]);
     let vs = nn::VarStore::new(Device::Cpu);
-    let decoder = Decoder::new(&vs.root(), data.dim, n_vars, cfg.depth, &mut ChaCha8Rng::seed_from_u64(cfg.seed));
-    cfg.fit().run(&vs, split.train.len(), |idx| {
+    let decoder = Decoder::new(&vs.root(), data.dim, n_vars, cfg.depth, &mut ChaCha8Rng::seed_from_u64(cfg.fit.seed));
+    cfg.fit.run(&vs, split.train.len(), |idx| {
         decoder.forward(&x.index_select(0, idx)).mse_loss(&y.index_select(0, idx), Reduction::Mean)
     });
 
@@ -342,7 +320,7 @@ mod tests {
     }
 
     fn quick() -> ReconstructConfig {
-        ReconstructConfig { epochs: 100, batch_size: 32, lr: 3e-3, warmup_epochs: 2, ..ReconstructConfig::default() }
+        ReconstructConfig { fit: FitConfig { epochs: 100, batch_size: 32, lr: 3e-3, warmup_epochs: 2, ..ReconstructConfig::default().fit }, ..ReconstructConfig::default() }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use super::ilisi::{LisiConfig, ilisi};
 use super::input::PerturbInput;
 use super::knn::knn;
 use super::postprocess::{self, PostProcess};
-use super::probe::{ProbeConfig, linear_probe};
+use super::probe::{FitConfig, ProbeConfig, linear_probe};
 use super::reconstruct::{ReconstructConfig, reconstruct};
 use super::report::{MetricSummary, PerturbReport, PerturbRow, SeedScores};
 use super::split::{SplitConfig, split};
@@ -85,8 +85,8 @@ impl PerturbConfig {
     pub fn quick() -> Self {
         PerturbConfig {
             seeds: vec![0],
-            probe: ProbeConfig { epochs: 30, ..ProbeConfig::default() },
-            reconstruct: ReconstructConfig { depth: 1, epochs: 5, warmup_epochs: 1, ..ReconstructConfig::default() },
+            probe: ProbeConfig { fit: FitConfig { epochs: 30, ..ProbeConfig::default().fit } },
+            reconstruct: ReconstructConfig { depth: 1, fit: FitConfig { epochs: 5, warmup_epochs: 1, ..ReconstructConfig::default().fit } },
             ..PerturbConfig::default()
         }
     }
@@ -174,12 +174,12 @@ fn evaluate(
     let mut seeds = Vec::new();
     for &seed in &cfg.seeds {
         let sp = split(d, &cfg.split, seed)?;
-        let lin = linear_probe(d, &sp, &ProbeConfig { seed, ..cfg.probe }).mean();
+        let lin = linear_probe(d, &sp, &ProbeConfig { fit: FitConfig { seed, ..cfg.probe.fit } }).mean();
         let kn = knn(d, &sp, cfg.knn_k).mean();
         let pcst = consistency_loo(d, cfg.loo_random_cells, cfg.loo_alpha, seed).score;
         let inv = match (&input.expression, cfg.inv) {
             (Some(expr), true) if !sp.test2.is_empty() => {
-                reconstruct(d, &sp, expr, &ReconstructConfig { seed, ..cfg.reconstruct }).score()
+                reconstruct(d, &sp, expr, &ReconstructConfig { fit: FitConfig { seed, ..cfg.reconstruct.fit }, ..cfg.reconstruct }).score()
             }
             _ => f64::NAN,
         };

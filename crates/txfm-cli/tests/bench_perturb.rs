@@ -1,0 +1,85 @@
+//! `txfm bench perturb` end to end: raw counts in, baselines computed on the fly, table, JSON and
+//! plots out; bad requests fail naming what is wrong.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use txfm::eval::perturb::report::PerturbReport;
+
+fn txfm(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_txfm")).args(args).current_dir(cwd).output().expect("txfm runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn baselines_on_the_fly_give_the_full_table_and_recover_the_true_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = txfm(&["simulate", "--preset", "tiny", "--cells", "1200", "--out", "s.h5ad"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let o = txfm(
+        &[
+            "bench", "perturb", "--input", "s.h5ad", "--baseline", "pca", "--baseline", "libnorm", "--annotations",
+            "s.pairs.csv", "--seeds", "2", "--quick", "--postprocess", "none,center", "--out", "b",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = dir.path().join("b");
+    let report = PerturbReport::read_json(&out.join("report.json")).unwrap();
+    assert_eq!(report.rows.len(), 4, "2 embeddings × 2 post-processings");
+    assert_eq!(report.config.seeds, [0, 1]);
+    for row in &report.rows {
+        assert_eq!(row.seeds.len(), 2);
+        let s = &row.summary;
+        // Every metric is defined on this input except Tx-Evaluation's p.cst (no unexpressed targets).
+        for m in [s.ilisi, s.lin, s.knn, s.pcst, s.bmdb, s.inv, s.average] {
+            assert!(m.mean.is_some_and(f64::is_finite), "{row:?}");
+        }
+        let mean = |f: fn(&txfm::eval::perturb::report::SeedScores) -> f64| row.seeds.iter().map(f).sum::<f64>() / 2.0;
+        let avg = (100.0 * mean(|x| x.ilisi) + mean(|x| x.lin) + mean(|x| x.knn) + mean(|x| x.pcst) + mean(|x| x.bmdb) + mean(|x| x.inv)) / 6.0;
+        assert!((s.average.mean.unwrap() - avg).abs() < 1e-9, "the average is (100·ilisi + five metrics) / 6");
+    }
+    // The simulated knockdowns shift whole modules: PCA puts the true pairs in the similarity
+    // tails far above the 10% of chance.
+    let pca = report.best_rows().into_iter().find(|r| r.embedding == "X_pca").unwrap();
+    assert!(pca.summary.bmdb.mean.unwrap() > 30.0, "{:?}", pca.summary.bmdb);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| X_libnorm |") && md.contains("| X_pca |"), "{md}");
+    for png in ["metrics.png", "bmdb_recall.png", "postprocess.png"] {
+        assert_eq!(&std::fs::read(out.join(png)).unwrap()[..4], b"\x89PNG", "{png}");
+    }
+    // The prepared copy keeps the screen and both embeddings, for the next run to reuse.
+    let py = txfm::testing::run_python(
+        "import sys, anndata; a = anndata.read_h5ad(sys.argv[1]); print(a.n_obs, sorted(a.obsm.keys()), a.X.sum() > 0)",
+        &[out.join("cells.h5ad").to_str().unwrap()],
+    );
+    assert_eq!(py.trim(), "1200 ['X_libnorm', 'X_pca'] True");
+}
+
+#[test]
+fn bad_requests_fail_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = txfm(&["simulate", "--preset", "tiny", "--cells", "300", "--out", "s.h5ad"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["bench", "perturb", "--input", "s.h5ad", "--annotations", "s.pairs.csv", "--out", "b"];
+        args.extend_from_slice(extra);
+        txfm(&args, dir.path())
+    };
+    let o = run(&["--obsm", "X_nothere"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("X_nothere") && text(&o).contains("s.h5ad"), "{}", text(&o));
+    let o = run(&[]);
+    assert!(!o.status.success() && text(&o).contains("nothing to evaluate"), "{}", text(&o));
+    let o = run(&["--baseline", "pca", "--pert-key", "no_such_column"]);
+    assert!(!o.status.success() && text(&o).contains("no_such_column"), "{}", text(&o));
+    assert!(!dir.path().join("b/cells.h5ad").exists(), "labels are checked before any embedding is computed");
+    let o = run(&["--baseline", "pca", "--layer", "counts"]);
+    assert!(!o.status.success() && text(&o).contains("adata.X = adata.layers['counts']"), "{}", text(&o));
+    let o = run(&["--baseline", "umap"]);
+    assert!(!o.status.success() && text(&o).contains("expected pca or libnorm"), "{}", text(&o));
+    assert!(!dir.path().join("b/report.json").exists());
+}
