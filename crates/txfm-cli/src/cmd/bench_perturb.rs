@@ -32,7 +32,8 @@ pub struct Args {
     /// written to OUT/cells.h5ad and benchmarked from there.
     #[arg(long = "baseline")]
     baselines: Vec<String>,
-    /// Device for --model: cpu, cuda, cuda:N or auto.
+    /// Device for --model's embedding and for training the probe and the inv decoder: cpu, cuda,
+    /// cuda:N or auto.
     #[arg(long, default_value = "auto")]
     device: String,
     /// obs column of perturbation labels (gene symbols).
@@ -98,6 +99,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     cfg = cfg.with_seeds(a.seeds);
     cfg.postprocess = a.postprocess.iter().map(|s| s.trim().parse::<PostProcess>()).collect::<Result<_, _>>()?;
     cfg.inv &= !a.no_inv;
+    cfg.device = a.device.clone();
     if a.knn_k.is_some() {
         cfg.knn_k = a.knn_k;
     }

@@ -17,12 +17,21 @@ pub struct BatchTensors {
 }
 
 impl BatchTensors {
-    /// Copies `batch` to `device`: genes as i64, values as f32, masks as bool.
+    /// Copies `batch` to `device`: genes as i64, values as f32, masks as bool. For CUDA the host
+    /// arrays are staged in pinned memory and copied without blocking the host, so the CPU goes
+    /// on queueing the step's kernels while the copy runs; the kernels that read the batch come
+    /// after the copy on the same stream.
     ///
     /// Panics if an array's length is not the product of its declared dimensions.
     pub fn from_batch(batch: &Batch, device: Device) -> Self {
         let (n, k, g) = (batch.n as i64, batch.k as i64, batch.g as i64);
-        let to = |t: Tensor, shape: [i64; 2]| t.view(shape).to_device(device);
+        let to = |t: Tensor, shape: [i64; 2]| {
+            let t = t.view(shape);
+            match device {
+                Device::Cuda(_) => t.pin_memory(device).to_device_(device, t.kind(), true, false),
+                _ => t.to_device(device),
+            }
+        };
         BatchTensors {
             visible: VisibleTokens {
                 genes: to(Tensor::from_slice(&batch.visible_genes), [n, k]),

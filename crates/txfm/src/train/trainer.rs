@@ -319,27 +319,14 @@ fn run(world: &World, corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOption
         tch::manual_seed(rank_step_seed(config.seed, state.step, world.rank));
         let tensors = BatchTensors::from_batch(&batch, device);
         let (loss, _, _) = with_autocast(device, autocast, || model.forward(&tensors, true));
-        let local_loss = loss.double_value(&[]);
-        // The global batch's loss: the ranks' masked means weighted by their numbers of loss terms
-        // (equal shares unless the epoch's last batch was split unevenly).
-        let (loss_value, weight, batch_samples) = if world.is_distributed() {
+        let (loss_value, batch_samples) = if world.is_distributed() {
+            // The global batch's loss: the ranks' masked means weighted by their numbers of loss
+            // terms (equal shares unless the epoch's last batch was split unevenly).
             let terms = batch.target_mask.iter().filter(|&&m| m).count() as f64;
-            let mut sums = [local_loss * terms, terms, batch.n as f64];
+            let mut sums = [loss.double_value(&[]) * terms, terms, batch.n as f64];
             world.all_reduce_sum_f64(&mut sums)?;
             let all_terms = sums[1].max(1.0);
-            (sums[0] / all_terms, terms * world.size as f64 / all_terms, sums[2] as usize)
-        } else {
-            (local_loss, 1.0, batch.n)
-        };
-        if !loss_value.is_finite() {
-            bar.abandon();
-            let kept = last_checkpoint.as_ref().map_or("none was written yet".to_string(), |p: &PathBuf| p.display().to_string());
-            return Err(Error::Invalid(format!(
-                "step {} of {total}: the training loss is {loss_value}; stopped. Last good checkpoint: {kept}",
-                state.step + 1
-            )));
-        }
-        if world.is_distributed() {
+            let weight = terms * world.size as f64 / all_terms;
             // `backward_step` with the gradients averaged over the ranks before clipping.
             optimizer.zero_grad();
             (&loss * weight).backward();
@@ -349,8 +336,22 @@ fn run(world: &World, corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOption
                 let _norm = optimizer.clip_grad_norm(max_norm);
             }
             optimizer.step(lr, weight_decay);
+            (sums[0] / all_terms, sums[2] as usize)
         } else {
             optimizer.backward_step(&loss, config.optimizer.grad_clip, lr, weight_decay);
+            // Read once the whole step is queued: on a GPU the step's one host sync then waits
+            // for kernels already running instead of stalling between forward and backward. A
+            // non-finite loss has reached the weights by now, but they are never checkpointed:
+            // the run stops here and keeps its last good checkpoint.
+            (loss.double_value(&[]), batch.n)
+        };
+        if !loss_value.is_finite() {
+            bar.abandon();
+            let kept = last_checkpoint.as_ref().map_or("none was written yet".to_string(), |p: &PathBuf| p.display().to_string());
+            return Err(Error::Invalid(format!(
+                "step {} of {total}: the training loss is {loss_value}; stopped. Last good checkpoint: {kept}",
+                state.step + 1
+            )));
         }
         let epoch = state.loader.epoch;
         state.step += 1;

@@ -61,6 +61,11 @@ impl Default for ProbeConfig {
 ///
 /// Panics if either set has no non-control cell.
 pub fn linear_probe(data: &PerturbData, split: &Split, cfg: &ProbeConfig) -> TopK {
+    linear_probe_on(data, split, cfg, Device::Cpu)
+}
+
+/// [`linear_probe`] with the classifier trained on `device`.
+pub fn linear_probe_on(data: &PerturbData, split: &Split, cfg: &ProbeConfig, device: Device) -> TopK {
     let perturbed = |rows: &[usize]| -> Vec<usize> { rows.iter().copied().filter(|&i| !data.is_control(i)).collect() };
     let (train, test) = (perturbed(&split.train), perturbed(&split.test1));
     assert!(!train.is_empty() && !test.is_empty(), "the linear probe needs perturbed cells in train and test1");
@@ -75,17 +80,17 @@ pub fn linear_probe(data: &PerturbData, split: &Split, cfg: &ProbeConfig) -> Top
         n_classes += 1;
     }
 
-    let x = rows_tensor(data, &train);
+    let x = rows_tensor(data, &train).to_device(device);
     let y: Vec<i64> = train.iter().map(|&i| class_of[data.pert[i] as usize].expect("a training class") as i64).collect();
-    let y = Tensor::from_slice(&y);
-    let vs = nn::VarStore::new(Device::Cpu);
+    let y = Tensor::from_slice(&y).to_device(device);
+    let vs = nn::VarStore::new(device);
     let head = Linear::new(&vs.root() / "head", data.dim, n_classes, &mut ChaCha8Rng::seed_from_u64(cfg.fit.seed));
     cfg.fit.run(&vs, train.len(), |idx| head.forward(&x.index_select(0, idx)).cross_entropy_for_logits(&y.index_select(0, idx)));
 
-    let logits = tch::no_grad(|| head.forward(&rows_tensor(data, &test)));
+    let logits = tch::no_grad(|| head.forward(&rows_tensor(data, &test).to_device(device)));
     let shortlist = n_classes.min(5);
     let (_, top) = logits.topk(shortlist as i64, 1, true, true);
-    let top: Vec<i64> = Vec::try_from(top.reshape([-1])).expect("topk indices");
+    let top: Vec<i64> = Vec::try_from(top.reshape([-1]).to_device(Device::Cpu)).expect("topk indices");
     let (mut top1, mut top5) = (0usize, 0usize);
     for (&i, ranked) in test.iter().zip(top.chunks(shortlist)) {
         let rank = class_of[data.pert[i] as usize].and_then(|c| ranked.iter().position(|&r| r == c as i64));
@@ -179,7 +184,7 @@ impl FitConfig {
         for _ in 0..self.epochs {
             order.shuffle(&mut rng);
             for chunk in order.chunks(batch) {
-                let l = loss(&Tensor::from_slice(chunk));
+                let l = loss(&Tensor::from_slice(chunk).to_device(vs.device()));
                 opt.backward_step(&l, None, self.lr_at(step, steps_per_epoch), self.weight_decay);
                 step += 1;
             }

@@ -92,12 +92,17 @@ const PREDICT_ROWS: usize = 4096;
 ///
 /// Panics if `expr` does not have `data`'s cells or either set is empty.
 pub fn reconstruct(data: &PerturbData, split: &Split, expr: &Expression, cfg: &ReconstructConfig) -> Reconstruction {
+    reconstruct_on(data, split, expr, cfg, Device::Cpu)
+}
+
+/// [`reconstruct`] with the decoder trained on `device`.
+pub fn reconstruct_on(data: &PerturbData, split: &Split, expr: &Expression, cfg: &ReconstructConfig, device: Device) -> Reconstruction {
     assert_eq!(expr.n_obs, data.n_obs, "expression and embedding must hold the same cells");
     assert!(!split.train.is_empty() && !split.test2.is_empty(), "reconstruction needs train and test2 cells");
     let n_vars = expr.n_vars;
-    let x = rows_tensor(data, &split.train);
-    let y = Tensor::from_slice(&expression_rows(expr, &split.train)).view([split.train.len() as i64, n_vars as i64]);
-    let vs = nn::VarStore::new(Device::Cpu);
+    let x = rows_tensor(data, &split.train).to_device(device);
+    let y = Tensor::from_slice(&expression_rows(expr, &split.train)).view([split.train.len() as i64, n_vars as i64]).to_device(device);
+    let vs = nn::VarStore::new(device);
     let decoder = Decoder::new(&vs.root(), data.dim, n_vars, cfg.depth, &mut ChaCha8Rng::seed_from_u64(cfg.fit.seed));
     cfg.fit.run(&vs, split.train.len(), |idx| {
         decoder.forward(&x.index_select(0, idx)).mse_loss(&y.index_select(0, idx), Reduction::Mean)
@@ -105,8 +110,8 @@ pub fn reconstruct(data: &PerturbData, split: &Split, expr: &Expression, cfg: &R
 
     let mut pred = Vec::with_capacity(split.test2.len() * n_vars);
     for rows in split.test2.chunks(PREDICT_ROWS) {
-        let p = tch::no_grad(|| decoder.forward(&rows_tensor(data, rows)));
-        pred.extend(Vec::<f32>::try_from(p.reshape([-1])).expect("decoder output"));
+        let p = tch::no_grad(|| decoder.forward(&rows_tensor(data, rows).to_device(device)));
+        pred.extend(Vec::<f32>::try_from(p.reshape([-1]).to_device(Device::Cpu)).expect("decoder output"));
     }
     let target = expression_rows(expr, &split.test2);
     let mse = pred.iter().zip(&target).map(|(&p, &t)| (p as f64 - t as f64).powi(2)).sum::<f64>() / pred.len() as f64;

@@ -25,10 +25,11 @@ use super::ilisi::{LisiConfig, ilisi};
 use super::input::PerturbInput;
 use super::knn::knn;
 use super::postprocess::{self, PostProcess};
-use super::probe::{FitConfig, ProbeConfig, linear_probe};
-use super::reconstruct::{ReconstructConfig, reconstruct};
+use super::probe::{FitConfig, ProbeConfig, linear_probe_on};
+use super::reconstruct::{ReconstructConfig, reconstruct_on};
 use super::report::{MetricSummary, PerturbReport, PerturbRow, SeedScores};
 use super::split::{SplitConfig, split};
+use crate::runtime::DeviceSpec;
 use crate::Result;
 use crate::eval::annotations::PairDatabase;
 use crate::eval::recall::DEFAULT_THRESHOLDS;
@@ -53,6 +54,8 @@ pub struct PerturbConfig {
     pub loo_random_cells: usize,
     pub loo_alpha: f64,
     pub txeval_alpha: f64,
+    /// Where the probe and the inv decoder train: cpu, cuda, cuda:N or auto.
+    pub device: String,
 }
 
 impl Default for PerturbConfig {
@@ -70,6 +73,7 @@ impl Default for PerturbConfig {
             loo_random_cells: consistency::LOO_RANDOM_CELLS,
             loo_alpha: consistency::LOO_ALPHA,
             txeval_alpha: consistency::TXEVAL_ALPHA,
+            device: "cpu".into(),
         }
     }
 }
@@ -171,15 +175,16 @@ fn evaluate(
     let bm = bmdb(d, dbs, cfg.recall_thresholds);
     let pcst_txeval = consistency_txeval(d, &input.unexpressed, cfg.txeval_alpha);
     let il = ilisi(d, &cfg.lisi);
+    let device = cfg.device.parse::<DeviceSpec>()?.resolve()?;
     let mut seeds = Vec::new();
     for &seed in &cfg.seeds {
         let sp = split(d, &cfg.split, seed)?;
-        let lin = linear_probe(d, &sp, &ProbeConfig { fit: FitConfig { seed, ..cfg.probe.fit } }).mean();
+        let lin = linear_probe_on(d, &sp, &ProbeConfig { fit: FitConfig { seed, ..cfg.probe.fit } }, device).mean();
         let kn = knn(d, &sp, cfg.knn_k).mean();
         let pcst = consistency_loo(d, cfg.loo_random_cells, cfg.loo_alpha, seed).score;
         let inv = match (&input.expression, cfg.inv) {
             (Some(expr), true) if !sp.test2.is_empty() => {
-                reconstruct(d, &sp, expr, &ReconstructConfig { fit: FitConfig { seed, ..cfg.reconstruct.fit }, ..cfg.reconstruct }).score()
+                reconstruct_on(d, &sp, expr, &ReconstructConfig { fit: FitConfig { seed, ..cfg.reconstruct.fit }, ..cfg.reconstruct }, device).score()
             }
             _ => f64::NAN,
         };
