@@ -9,6 +9,11 @@ pub const TITLE_SCALE: usize = 2;
 pub const LABEL_SCALE: usize = 2;
 pub const TICK_SCALE: usize = 1;
 
+/// The canvas width a title needs to fit with a margin on each side.
+pub fn title_room(title: &str) -> usize {
+    text_width(title) * TITLE_SCALE + 40
+}
+
 /// Tick positions covering `[lo, hi]` at a 1, 2 or 5 × 10^k step, about `target` of them.
 pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     if !(lo.is_finite() && hi.is_finite()) || hi <= lo {

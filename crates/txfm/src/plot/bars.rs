@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::axes::{draw_frame, draw_legend, padded_range, TICK_SCALE};
+use super::axes::{draw_frame, draw_legend, padded_range, title_room, TICK_SCALE};
 use super::canvas::{Anchor, Canvas, Rgb, BLACK, PALETTE};
 use super::font::text_width;
 use crate::Result;
@@ -31,7 +31,7 @@ pub struct BarChart {
 
 impl BarChart {
     pub fn new(title: &str, y_label: &str, categories: Vec<String>) -> Self {
-        let width = (200 + categories.len() * 110).clamp(640, 1400);
+        let width = (200 + categories.len() * 110).clamp(640, 1400).max(title_room(title));
         BarChart { title: title.into(), y_label: y_label.into(), categories, series: vec![], y_range: None, width, height: 480 }
     }
 
@@ -114,6 +114,7 @@ mod tests {
         chart.series.push(BarSeries { name: "one".into(), values: vec![10.0, f64::NAN], errors: None });
         chart.series.push(BarSeries { name: "two".into(), values: vec![40.0, 20.0], errors: Some(vec![2.0, 0.0]) });
         let c = chart.render();
+        assert_eq!(BarChart::new(&"long title ".repeat(10), "y", vec![]).width, title_room(&"long title ".repeat(10)));
         let (h1, h2) = (colour_height(&c, PALETTE[0]), colour_height(&c, PALETTE[1]));
         assert!(h1 > 10, "{h1}");
         let ratio = h2 as f64 / h1 as f64;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::axes::{draw_frame, draw_legend, nice_ticks, padded_range, tick_label, TICK_SCALE};
+use super::axes::{draw_frame, draw_legend, nice_ticks, padded_range, tick_label, title_room, TICK_SCALE};
 use super::canvas::{Anchor, Canvas, Rgb, BLACK};
 use crate::Result;
 
@@ -28,7 +28,7 @@ pub struct LineChart {
 
 impl LineChart {
     pub fn new(title: &str, x_label: &str, y_label: &str) -> Self {
-        LineChart { title: title.into(), x_label: x_label.into(), y_label: y_label.into(), series: vec![], width: 800, height: 480 }
+        LineChart { title: title.into(), x_label: x_label.into(), y_label: y_label.into(), series: vec![], width: 800.max(title_room(title)), height: 480 }
     }
 
     pub fn render(&self) -> Canvas {

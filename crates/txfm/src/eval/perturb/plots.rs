@@ -46,7 +46,7 @@ pub fn write_plots(report: &PerturbReport, dir: &Path) -> Result<Vec<PathBuf>> {
             }
         }
     }
-    let mut recall = BarChart::new("bmdb: known pairs in the 5%/95% tails of perturbation similarities", "recall (%)", databases.clone());
+    let mut recall = BarChart::new("bmdb: known pairs in the 5%/95% similarity tails", "recall (%)", databases.clone());
     for row in &best {
         let values = databases
             .iter()
