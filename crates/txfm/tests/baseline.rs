@@ -104,6 +104,27 @@ fn randomized_pca_matches_exact_pca() {
     }
 }
 
+/// The spill file itself (anonymous, so never left behind) is tested in `log_cache`'s unit tests.
+#[test]
+fn spilled_matrix_gives_the_in_memory_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let h5ad = simulated(dir.path());
+    let svd = SvdConfig { n_components: 8, n_iter: 4, ..SvdConfig::default() };
+    for n_top_genes in [Some(100), None] {
+        let held = PcaConfig { n_top_genes, svd, ..PcaConfig::default() };
+        // A zero budget writes every block to the temporary file.
+        let spilled = PcaConfig { cache_budget_bytes: 0, ..held };
+        let a = fit_pca(&mut open(&h5ad), &held, &mut |_| {}).unwrap();
+        let b = fit_pca(&mut open(&h5ad), &spilled, &mut |_| {}).unwrap();
+        assert!(!a.matrix_spilled && b.matrix_spilled && a.matrix_bytes == b.matrix_bytes && a.matrix_bytes > 0);
+        // Same blocks in the same order, so the same sums: identical, not merely close.
+        assert_eq!(a.var_indices, b.var_indices);
+        assert_eq!(a.singular_values, b.singular_values, "n_top_genes {n_top_genes:?}");
+        assert_eq!(a.components, b.components);
+        assert_eq!(a.scores, b.scores);
+    }
+}
+
 /// scanpy's `highly_variable_genes(flavor="seurat", n_top_genes=N)` (scanpy 1.10), in numpy and
 /// pandas: expm1 of log data, ddof-1 variance, pandas.cut bins, NaN-skipping bin statistics.
 const NUMPY_SEURAT_HVG: &str = r#"

@@ -61,6 +61,10 @@ pub struct PcaArgs {
     /// Threads for the sparse products (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Memory (GiB) for the log-normalised matrix the SVD passes read; past it the matrix is
+    /// spilled to an anonymous temporary file in TMPDIR and streamed back.
+    #[arg(long, default_value_t = txfm::baseline::log_cache::DEFAULT_CACHE_BUDGET_BYTES as f64 / (1u64 << 30) as f64)]
+    memory_gib: f64,
 }
 
 #[derive(clap::Args)]
@@ -102,6 +106,7 @@ fn pca(a: PcaArgs) -> anyhow::Result<()> {
         target_sum: a.io.target_sum,
         n_top_genes: a.n_top_genes,
         svd: SvdConfig { n_components: a.n_comps, oversample: a.oversample, n_iter: a.n_iter, seed: a.seed, threads: a.threads },
+        cache_budget_bytes: (a.memory_gib.max(0.0) * (1u64 << 30) as f64) as u64,
     };
     let bar = progress(input.n_obs() * (a.n_iter + 2));
     bar.set_message("pca");

@@ -12,72 +12,70 @@
 //!    sd is undefined (one gene) gives its genes 1 (scanpy sets that bin's mean to 0, sd to its mean);
 //! 5. the genes whose normalised dispersion is at least the `n_top`-th highest (ties may add more).
 
-use crate::preprocess::Preprocess;
+use crate::data::CsrChunk;
 use crate::{Error, Result};
 
 use super::input::CountInput;
 
-/// Sums over samples of each gene's normalised count v and of its log1p value x. `[n_vars]` each.
+/// Sums over samples of each gene's normalised count v = count · target_sum / library size.
+/// `[n_vars]` each.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneStats {
     pub n_obs: usize,
     pub target_sum: f64,
-    /// Σ v and Σ v² (v = count · target_sum / library size).
+    /// Σ v and Σ v².
     pub norm_sum: Vec<f64>,
     pub norm_sumsq: Vec<f64>,
-    /// Σ x and Σ x² (x = log1p(v), the values PCA sees).
-    pub log_sum: Vec<f64>,
-    pub log_sumsq: Vec<f64>,
 }
 
 impl GeneStats {
     /// One pass over `input`.
     pub fn compute(input: &mut CountInput, target_sum: f64) -> Result<Self> {
-        let p = input.n_vars();
-        let mut s = GeneStats {
-            n_obs: 0,
-            target_sum,
-            norm_sum: vec![0.0; p],
-            norm_sumsq: vec![0.0; p],
-            log_sum: vec![0.0; p],
-            log_sumsq: vec![0.0; p],
-        };
-        let pre = Preprocess::LibNormLog1p { target_sum };
+        let mut s = GeneStats::new(input.n_vars(), target_sum);
         input.for_each_chunk(|chunk, lib| {
-            for (i, &l) in lib.iter().enumerate() {
-                let (idx, val) = chunk.row(i);
-                let scale = if l > 0.0 { target_sum / l } else { 0.0 };
-                for (&j, &c) in idx.iter().zip(val) {
-                    let (v, x) = (c as f64 * scale, pre.value(c, l) as f64);
-                    let j = j as usize;
-                    s.norm_sum[j] += v;
-                    s.norm_sumsq[j] += v * v;
-                    s.log_sum[j] += x;
-                    s.log_sumsq[j] += x * x;
-                }
-            }
-            s.n_obs += lib.len();
+            s.add(chunk, lib);
             Ok(())
         })?;
-        if s.n_obs < 2 {
-            return Err(Error::format(input.path(), format!("{} sample(s): too few for variances", s.n_obs)));
-        }
+        s.check(input)?;
         Ok(s)
     }
 
-    /// Mean of log1p values per gene. `[n_vars]`
-    pub fn log_mean(&self) -> Vec<f64> {
-        self.log_sum.iter().map(|&s| s / self.n_obs as f64).collect()
+    /// Empty sums over `n_vars` genes, for [`GeneStats::add`] to fill.
+    pub fn new(n_vars: usize, target_sum: f64) -> Self {
+        GeneStats {
+            n_obs: 0,
+            target_sum,
+            norm_sum: vec![0.0; n_vars],
+            norm_sumsq: vec![0.0; n_vars],
+        }
     }
 
-    /// Variance (ddof 1) of log1p values per gene. `[n_vars]`
-    pub fn log_var(&self) -> Vec<f64> {
-        variances(&self.log_sum, &self.log_sumsq, self.n_obs)
+    /// Adds the samples of one chunk of raw counts. `chunk: [rows, n_vars]`, `lib: [rows]`.
+    pub fn add(&mut self, chunk: &CsrChunk, lib: &[f64]) {
+        for (i, &l) in lib.iter().enumerate() {
+            let (idx, val) = chunk.row(i);
+            let scale = if l > 0.0 { self.target_sum / l } else { 0.0 };
+            for (&j, &c) in idx.iter().zip(val) {
+                let v = c as f64 * scale;
+                let j = j as usize;
+                self.norm_sum[j] += v;
+                self.norm_sumsq[j] += v * v;
+            }
+        }
+        self.n_obs += lib.len();
+    }
+
+    /// Refuses sums of fewer than two samples of `input`, which have no variance.
+    pub fn check(&self, input: &CountInput) -> Result<()> {
+        if self.n_obs < 2 {
+            return Err(Error::format(input.path(), format!("{} sample(s): too few for variances", self.n_obs)));
+        }
+        Ok(())
     }
 }
 
 /// `(Σ, Σ²)` → variances with ddof 1, clamped at 0 against rounding.
-fn variances(sum: &[f64], sumsq: &[f64], n: usize) -> Vec<f64> {
+pub(super) fn variances(sum: &[f64], sumsq: &[f64], n: usize) -> Vec<f64> {
     let n = n as f64;
     sum.iter().zip(sumsq).map(|(&s, &q)| ((q - s * s / n) / (n - 1.0)).max(0.0)).collect()
 }

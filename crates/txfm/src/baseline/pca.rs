@@ -1,11 +1,15 @@
 //! PCA baseline: scanpy's `normalize_total` → `log1p` → (optionally `highly_variable_genes`,
 //! Seurat flavour) → `pca`, out of core.
 //!
-//! Pass 1 streams the counts for per-gene statistics (means to centre on, variances for the
-//! explained-variance ratio, the HVG dispersions). The randomized SVD of the implicitly centred
-//! log values then streams them `n_iter + 1` more times ([`super::randomized_svd`]); the centred
-//! matrix is never formed and nothing cells × genes is held. Memory: O(n_obs·l + n_vars·l) with
-//! l = n_comps + oversample.
+//! Pass 1 streams the counts for the normalised-count statistics that HVG selection ranks by. The
+//! log values of the genes used are then materialised once as a sparse matrix
+//! ([`super::log_cache`]: in memory up to `cache_budget_bytes`, else in an anonymous temporary
+//! file) — by pass 1 itself when every gene is used, by a second pass over the input after HVG
+//! selection — and their column sums give the means to centre on and the variances for the
+//! explained-variance ratio. The randomized SVD of the implicitly centred values reads that matrix
+//! `n_iter + 1` times ([`super::randomized_svd`]); the centred matrix is never formed. Memory:
+//! O(n_obs·l + n_vars·l) with l = n_comps + oversample, plus the matrix when it fits the budget
+//! (8 bytes per non-zero of the genes used).
 //!
 //! `target_sum` defaults to 1e4, scanpy's customary `normalize_total(target_sum=1e4)` in PCA
 //! workflows, so results compare with `sc.pp.pca` directly; the model's own preprocessing uses
@@ -22,10 +26,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::hvg::{highly_variable_seurat, GeneStats, DEFAULT_BINS};
+use super::hvg::{highly_variable_seurat, variances, GeneStats, DEFAULT_BINS};
 use super::input::CountInput;
+use super::log_cache::{LogCacheBuilder, DEFAULT_CACHE_BUDGET_BYTES};
 use super::output::ObsmSink;
-use super::randomized_svd::{randomized_svd, RowBlocks, SvdConfig};
+use super::randomized_svd::{randomized_svd, SvdConfig};
 use crate::atomic::write_atomic;
 use crate::data::CsrChunk;
 use crate::preprocess::Preprocess;
@@ -43,11 +48,25 @@ pub struct PcaConfig {
     /// Restrict to this many Seurat-flavour highly variable genes; `None` uses every gene.
     pub n_top_genes: Option<usize>,
     pub svd: SvdConfig,
+    /// Most bytes the SVD's matrix (8 per non-zero of the genes used) may take in memory; a larger
+    /// one is spilled to an anonymous file in the system temp dir (`TMPDIR`) and streamed from it
+    /// on every pass. 0 always spills.
+    #[serde(default = "default_cache_budget")]
+    pub cache_budget_bytes: u64,
+}
+
+fn default_cache_budget() -> u64 {
+    DEFAULT_CACHE_BUDGET_BYTES
 }
 
 impl Default for PcaConfig {
     fn default() -> Self {
-        PcaConfig { target_sum: SCANPY_TARGET_SUM, n_top_genes: None, svd: SvdConfig::default() }
+        PcaConfig {
+            target_sum: SCANPY_TARGET_SUM,
+            n_top_genes: None,
+            svd: SvdConfig::default(),
+            cache_budget_bytes: DEFAULT_CACHE_BUDGET_BYTES,
+        }
     }
 }
 
@@ -73,74 +92,104 @@ pub struct Pca {
     pub total_variance: f64,
     /// `obsm['X_pca']`, row-major `[n_obs, n_comps]`.
     pub scores: Vec<f32>,
-    /// Wall seconds of the statistics pass and of the SVD passes.
+    /// Size of the matrix the SVD worked on, and whether it was over the budget and on disk.
+    pub matrix_bytes: u64,
+    pub matrix_spilled: bool,
+    /// Wall seconds of the statistics pass with building the SVD's matrix, and of the SVD passes.
     pub seconds_stats: f64,
     pub seconds_svd: f64,
 }
 
-/// The log1p values of the input restricted to some genes, as a [`RowBlocks`] stream.
-struct LogRows<'a> {
-    input: &'a mut CountInput,
+/// The log1p values of the genes used, chunk by chunk, and their sums for the column moments.
+struct LogValues {
     pre: Preprocess,
     /// Input var → column, `u32::MAX` for genes left out. `[n_vars]`
     col: Vec<u32>,
-    p: usize,
+    /// Σ x and Σ x² per column. `[p]` each
+    sum: Vec<f64>,
+    sumsq: Vec<f64>,
 }
 
-impl RowBlocks for LogRows<'_> {
-    fn n_rows(&self) -> usize {
-        self.input.n_obs()
+impl LogValues {
+    /// `used`: input vars used, increasing; `n_vars` in all.
+    fn new(target_sum: f64, used: &[usize], n_vars: usize) -> Self {
+        let mut col = vec![u32::MAX; n_vars];
+        for (k, &j) in used.iter().enumerate() {
+            col[j] = k as u32;
+        }
+        let p = used.len();
+        LogValues { pre: Preprocess::LibNormLog1p { target_sum }, col, sum: vec![0.0; p], sumsq: vec![0.0; p] }
     }
-    fn n_cols(&self) -> usize {
-        self.p
-    }
-    fn for_each_block(&mut self, f: &mut dyn FnMut(&CsrChunk) -> Result<()>) -> Result<()> {
-        let (pre, col, p) = (self.pre, &self.col, self.p);
-        self.input.for_each_chunk(|chunk, lib| {
-            let mut out = CsrChunk::new(chunk.row_start, p);
-            for (i, &l) in lib.iter().enumerate() {
-                let (idx, val) = chunk.row(i);
-                out.push_row(idx.iter().zip(val).filter_map(|(&j, &c)| {
-                    let k = col[j as usize];
-                    (k != u32::MAX).then(|| (k, pre.value(c, l)))
-                }));
-            }
-            f(&out)
-        })
+
+    /// `chunk: [rows, n_vars]` counts, `lib: [rows]` → `[rows, p]` log values.
+    fn block(&mut self, chunk: &CsrChunk, lib: &[f64]) -> CsrChunk {
+        let mut out = CsrChunk::new(chunk.row_start, self.sum.len());
+        for (i, &l) in lib.iter().enumerate() {
+            let (idx, val) = chunk.row(i);
+            out.push_row(idx.iter().zip(val).filter_map(|(&j, &c)| {
+                let k = self.col[j as usize];
+                (k != u32::MAX).then(|| {
+                    let x = self.pre.value(c, l);
+                    self.sum[k as usize] += x as f64;
+                    self.sumsq[k as usize] += x as f64 * x as f64;
+                    (k, x)
+                })
+            }));
+        }
+        out
     }
 }
 
-/// Fits PCA on `input`. `on_rows(rows)` reports progress over `n_iter + 2` passes of `n_obs` rows.
+/// Fits PCA on `input`. `on_rows(rows)` reports progress over `n_iter + 2` passes of `n_obs` rows
+/// (the statistics pass and the SVD's; not the pass that builds the matrix after HVG selection).
 pub fn fit_pca(input: &mut CountInput, config: &PcaConfig, on_rows: &mut dyn FnMut(usize)) -> Result<Pca> {
     if !(config.target_sum.is_finite() && config.target_sum > 0.0) {
         return Err(Error::Invalid(format!("target_sum must be positive, got {}", config.target_sum)));
     }
     let t0 = Instant::now();
-    let stats = {
-        let s = GeneStats::compute(input, config.target_sum)?;
-        on_rows(s.n_obs);
-        s
+    let n_vars = input.n_vars();
+    let spill_dir = std::env::temp_dir();
+    let mut stats = GeneStats::new(n_vars, config.target_sum);
+    let (var_indices, log, cache) = match config.n_top_genes {
+        Some(n) if n < n_vars => {
+            input.for_each_chunk(|chunk, lib| {
+                stats.add(chunk, lib);
+                on_rows(lib.len());
+                Ok(())
+            })?;
+            stats.check(input)?;
+            let selected = highly_variable_seurat(&stats, n, DEFAULT_BINS).selected;
+            let mut log = LogValues::new(config.target_sum, &selected, n_vars);
+            let mut cache = LogCacheBuilder::new(selected.len(), config.cache_budget_bytes, &spill_dir);
+            input.for_each_chunk(|chunk, lib| cache.push(&log.block(chunk, lib)))?;
+            (selected, log, cache)
+        }
+        _ => {
+            // Every gene is used, so nothing waits on the statistics: one pass does both.
+            let all: Vec<usize> = (0..n_vars).collect();
+            let mut log = LogValues::new(config.target_sum, &all, n_vars);
+            let mut cache = LogCacheBuilder::new(n_vars, config.cache_budget_bytes, &spill_dir);
+            input.for_each_chunk(|chunk, lib| {
+                stats.add(chunk, lib);
+                on_rows(lib.len());
+                cache.push(&log.block(chunk, lib))
+            })?;
+            stats.check(input)?;
+            (all, log, cache)
+        }
     };
-    let var_indices: Vec<usize> = match config.n_top_genes {
-        Some(n) if n < input.n_vars() => highly_variable_seurat(&stats, n, DEFAULT_BINS).selected,
-        _ => (0..input.n_vars()).collect(),
-    };
+    let mut cache = cache.finish()?;
     let seconds_stats = t0.elapsed().as_secs_f64();
-    let (mean_all, var_all) = (stats.log_mean(), stats.log_var());
-    let mean: Vec<f64> = var_indices.iter().map(|&j| mean_all[j]).collect();
-    let total_variance: f64 = var_indices.iter().map(|&j| var_all[j]).sum();
-    let mut col = vec![u32::MAX; input.n_vars()];
-    for (k, &j) in var_indices.iter().enumerate() {
-        col[j] = k as u32;
-    }
+    let n_obs = input.n_obs();
+    let mean: Vec<f64> = log.sum.iter().map(|&s| s / n_obs as f64).collect();
+    let total_variance: f64 = variances(&log.sum, &log.sumsq, n_obs).iter().sum();
     let var_names = var_indices.iter().map(|&j| input.var_names[j].clone()).collect();
     let var_symbols = var_indices.iter().map(|&j| input.var_symbols[j].clone()).collect();
-    let n_obs = input.n_obs();
 
     let t1 = Instant::now();
-    let p = var_indices.len();
-    let mut rows = LogRows { input, pre: Preprocess::LibNormLog1p { target_sum: config.target_sum }, col, p };
-    let svd = randomized_svd(&mut rows, &mean, &config.svd, on_rows)?;
+    let (matrix_bytes, matrix_spilled) = (cache.bytes(), cache.is_spilled());
+    let svd = randomized_svd(&mut cache, &mean, &config.svd, on_rows)?;
+    drop(cache);
     let explained_variance: Vec<f64> = svd.singular_values.iter().map(|s| s * s / (n_obs as f64 - 1.0)).collect();
     let explained_variance_ratio = explained_variance.iter().map(|v| v / total_variance).collect();
     Ok(Pca {
@@ -156,6 +205,8 @@ pub fn fit_pca(input: &mut CountInput, config: &PcaConfig, on_rows: &mut dyn FnM
         explained_variance_ratio,
         total_variance,
         scores: svd.scores,
+        matrix_bytes,
+        matrix_spilled,
         seconds_stats,
         seconds_svd: t1.elapsed().as_secs_f64(),
     })
@@ -173,6 +224,10 @@ pub struct PcaSummary {
     pub explained_variance: Vec<f64>,
     pub explained_variance_ratio: Vec<f64>,
     pub total_variance: f64,
+    #[serde(default)]
+    pub matrix_bytes: u64,
+    #[serde(default)]
+    pub matrix_spilled: bool,
     pub seconds_stats: f64,
     pub seconds_svd: f64,
 }
@@ -213,6 +268,8 @@ impl Pca {
             explained_variance: self.explained_variance.clone(),
             explained_variance_ratio: self.explained_variance_ratio.clone(),
             total_variance: self.total_variance,
+            matrix_bytes: self.matrix_bytes,
+            matrix_spilled: self.matrix_spilled,
             seconds_stats: self.seconds_stats,
             seconds_svd: self.seconds_svd,
         }

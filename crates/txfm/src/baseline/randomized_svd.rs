@@ -1,4 +1,4 @@
-//! Truncated SVD of a column-centred sparse matrix that is streamed from disk, by randomized
+//! Truncated SVD of a column-centred sparse matrix streamed in row blocks, by randomized
 //! subspace iteration (Halko, Martinsson & Tropp 2011, algorithms 4.4 and 5.1).
 //!
 //! A = X − 1 μᵀ (`X: [n, p]` sparse, `μ: [p]` its column means) is never formed: A Q = X Q − 1 (μᵀQ)
@@ -7,7 +7,17 @@
 //! so Y is never held; Q is re-orthonormalised (QR) between passes. A last pass computes
 //! Y = A Q `[n, l]` (stored as f32) and YᵀY, whose eigendecomposition (Rayleigh–Ritz) gives the
 //! singular values and the rotation W into singular vectors: components (QW)ᵀ, scores YW.
-//! Memory: O(n·l + threads·p·l) plus one block; passes: `n_iter + 1`.
+//! Memory: O(n·l + p·l + threads·rows·l) plus one block; passes: `n_iter + 1`.
+//!
+//! Blocks come stored by column ([`CscBlock`]) so that both products touch each gene's row of Q
+//! or Z once per block, and spend their per-non-zero random accesses on the block's rows of Y,
+//! which stay in cache; by rows, every non-zero fetched a row of Q and of Z, which for 20,000
+//! genes do not fit in cache (3× slower). Threads split a block's columns. The products run in
+//! f32 (Q, μᵀQ, Y_b; AVX2 where the CPU has it): they are nearly all of the time, and f32 halves
+//! their memory traffic and doubles their vector width. Sums over more than one block (Z, 1ᵀY,
+//! YᵀY) are kept in f64, and the QR and Rayleigh–Ritz steps are f64 throughout.
+
+use std::ops::Range;
 
 use tch::Tensor;
 
@@ -19,7 +29,60 @@ pub trait RowBlocks {
     fn n_rows(&self) -> usize;
     fn n_cols(&self) -> usize;
     /// Calls `f` on blocks covering all rows in order (`[rows, n_cols]` each).
-    fn for_each_block(&mut self, f: &mut dyn FnMut(&CsrChunk) -> Result<()>) -> Result<()>;
+    fn for_each_block(&mut self, f: &mut dyn FnMut(&CscBlock) -> Result<()>) -> Result<()>;
+}
+
+/// Rows `row_start..row_start + n_rows` of a sparse matrix, stored by column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CscBlock {
+    pub row_start: usize,
+    pub n_rows: usize,
+    /// Column `j` holds entries `colptr[j]..colptr[j + 1]`. `[n_cols + 1]`
+    pub colptr: Vec<u64>,
+    /// Row of each entry, counted from `row_start`. `[nnz]`
+    pub rows: Vec<u32>,
+    pub data: Vec<f32>,
+}
+
+impl CscBlock {
+    /// Rows `range` of `csr`, by column.
+    pub fn from_csr(csr: &CsrChunk, range: Range<usize>) -> Self {
+        let p = csr.n_cols;
+        let (a, b) = (csr.indptr[range.start] as usize, csr.indptr[range.end] as usize);
+        let mut colptr = vec![0u64; p + 1];
+        for &j in &csr.indices[a..b] {
+            colptr[j as usize + 1] += 1;
+        }
+        for j in 0..p {
+            colptr[j + 1] += colptr[j];
+        }
+        let mut next: Vec<u64> = colptr[..p].to_vec();
+        let (mut rows, mut data) = (vec![0u32; b - a], vec![0.0f32; b - a]);
+        for (r, i) in range.clone().enumerate() {
+            let (idx, val) = csr.row(i);
+            for (&j, &v) in idx.iter().zip(val) {
+                let at = &mut next[j as usize];
+                rows[*at as usize] = r as u32;
+                data[*at as usize] = v;
+                *at += 1;
+            }
+        }
+        CscBlock { row_start: csr.row_start + range.start, n_rows: range.len(), colptr, rows, data }
+    }
+
+    pub fn n_cols(&self) -> usize {
+        self.colptr.len() - 1
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Rows (within the block) and values of column `j`.
+    pub fn col(&self, j: usize) -> (&[u32], &[f32]) {
+        let (a, b) = (self.colptr[j] as usize, self.colptr[j + 1] as usize);
+        (&self.rows[a..b], &self.data[a..b])
+    }
 }
 
 /// How hard to iterate. On a simulated screen whose spectrum is flat beyond a few components (the
@@ -76,6 +139,7 @@ pub fn randomized_svd(
     let l = (k + cfg.oversample).min(n).min(p);
     let threads = if cfg.threads == 0 { std::thread::available_parallelism().map_or(1, |t| t.get()) } else { cfg.threads };
 
+    let _one = OneTorchThread::new();
     let mut q = orthonormalise(&gaussian(p * l, cfg.seed), p, l)?;
     for _ in 0..cfg.n_iter {
         let z = normal_pass(x, &q, mean, l, threads, on_rows)?;
@@ -86,37 +150,43 @@ pub fn randomized_svd(
     // Rayleigh–Ritz: YᵀY = W Λ Wᵀ; σ = √λ, components (QW)ᵀ, scores Y W.
     let (evals, evecs) = Tensor::from_slice(&gram).view([l as i64, l as i64]).f_linalg_eigh("L")?;
     let evals: Vec<f64> = Vec::try_from(evals)?;
-    let evecs: Vec<f64> = Vec::try_from(evecs.contiguous().view(-1))?;
-    // eigh is ascending: component c is eigen-column l − 1 − c.
-    let w = |r: usize, c: usize| evecs[r * l + (l - 1 - c)];
     let singular_values: Vec<f64> = (0..k).map(|c| evals[l - 1 - c].max(0.0).sqrt()).collect();
-    let mut components = vec![0.0f64; k * p];
-    for j in 0..p {
-        let qj = &q[j * l..(j + 1) * l];
-        for c in 0..k {
-            components[c * p + j] = (0..l).map(|r| qj[r] * w(r, c)).sum();
-        }
-    }
+    // eigh is ascending: component c is eigen-column l − 1 − c. `[l, k]`
+    let w = evecs.flip([1]).narrow(1, 0, k as i64);
+    let qw = Tensor::from_slice(&q).view([p as i64, l as i64]).f_matmul(&w)?;
+    let mut components: Vec<f64> = Vec::try_from(qw.tr().contiguous().view(-1))?;
     let mut flip = vec![1.0f64; k];
     for (c, s) in flip.iter_mut().enumerate() {
-        let row = &components[c * p..(c + 1) * p];
+        let row = &mut components[c * p..(c + 1) * p];
         let big = row.iter().copied().fold(0.0f64, |a, v| if v.abs() > a.abs() { v } else { a });
         if big < 0.0 {
             *s = -1.0;
+            row.iter_mut().for_each(|v| *v = -*v);
         }
     }
-    for c in 0..k {
-        components[c * p..(c + 1) * p].iter_mut().for_each(|v| *v *= flip[c]);
-    }
-    let mut scores = vec![0.0f32; n * k];
-    for i in 0..n {
-        let yi = &y[i * l..(i + 1) * l];
-        for c in 0..k {
-            let s: f64 = (0..l).map(|r| yi[r] as f64 * w(r, c)).sum();
-            scores[i * k + c] = (s * flip[c]) as f32;
-        }
-    }
+    let w = (w * Tensor::from_slice(&flip)).to_kind(tch::Kind::Float);
+    let yw = Tensor::from_slice(&y).view([n as i64, l as i64]).f_matmul(&w)?;
+    let scores: Vec<f32> = Vec::try_from(yw.contiguous().view(-1))?;
     Ok(Svd { n_components: k, components, singular_values, scores })
+}
+
+/// Holds libtorch to one thread while alive. Its steps here (QR of `[p, l]`, eigh of `[l, l]`,
+/// two thin products) are small, and its OpenMP team costs more than it saves on them: a QR of
+/// `[2000, 70]` took 110 ms on two threads of a busy 2-core machine, 3 ms on one.
+struct OneTorchThread(i32);
+
+impl OneTorchThread {
+    fn new() -> Self {
+        let was = tch::get_num_threads();
+        tch::set_num_threads(1);
+        OneTorchThread(was)
+    }
+}
+
+impl Drop for OneTorchThread {
+    fn drop(&mut self) {
+        tch::set_num_threads(self.0);
+    }
 }
 
 /// `[len]` standard normal values from `seed`.
@@ -134,6 +204,25 @@ fn orthonormalise(z: &[f64], p: usize, l: usize) -> Result<Vec<f64>> {
     Ok(Vec::try_from(q.contiguous().view(-1))?)
 }
 
+/// What every block's product needs, in f32: Q `[p, ls]` and μᵀQ `[ls]`, rows padded with zeros
+/// from l to `ls`, a whole number of AVX2 vectors, so that no product has a scalar tail.
+struct Kernel {
+    q: Vec<f32>,
+    shift: Vec<f32>,
+    ls: usize,
+}
+
+impl Kernel {
+    fn new(q: &[f64], mean: &[f64], l: usize) -> Self {
+        let ls = l.next_multiple_of(8);
+        let pad = |v: &[f64]| -> Vec<f32> {
+            v.chunks_exact(l).flat_map(|r| r.iter().map(|&x| x as f32).chain(std::iter::repeat_n(0.0, ls - l))).collect()
+        };
+        let shift = mean_times(mean, q, l);
+        Kernel { q: pad(q), shift: pad(&shift), ls }
+    }
+}
+
 /// μᵀQ: the row every block's X Q is shifted by. `[l]`
 fn mean_times(mean: &[f64], q: &[f64], l: usize) -> Vec<f64> {
     let mut s = vec![0.0; l];
@@ -143,37 +232,139 @@ fn mean_times(mean: &[f64], q: &[f64], l: usize) -> Vec<f64> {
     s
 }
 
-#[inline]
-fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
+#[inline(always)]
+fn axpy<T: Copy + std::ops::Mul<Output = T> + std::ops::AddAssign>(a: T, x: &[T], y: &mut [T]) {
     for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
+        *y += a * *x;
     }
 }
 
-/// y = A_i Q for row `i` of `block`: X_i Q − μᵀQ.
-#[inline]
-fn row_times(block: &CsrChunk, i: usize, q: &[f64], shift: &[f64], l: usize, y: &mut [f64]) {
-    y.iter_mut().zip(shift).for_each(|(y, s)| *y = -s);
-    let (idx, val) = block.row(i);
-    for (&j, &v) in idx.iter().zip(val) {
-        let j = j as usize;
-        axpy(v as f64, &q[j * l..(j + 1) * l], y);
+/// Defines each `$name` as `$generic` compiled a second time for AVX2, taken where the CPU has it:
+/// the products are nearly all of the run time, and the release build targets the x86-64
+/// baseline (SSE2, four f32 lanes rather than eight) so that the binary runs anywhere.
+macro_rules! avx2_where_available {
+    ($(fn $name:ident = $generic:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                fn wide($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    )*};
+}
+
+avx2_where_available! {
+    fn times_q = times_q_generic(b: &CscBlock, cols: Range<usize>, q: &[f32], l: usize, y: &mut [f32]);
+    fn transpose_times = transpose_times_generic(b: &CscBlock, cols: Range<usize>, y: &[f32], l: usize, ls: usize, z: &mut [f64]);
+    fn add_gram = add_gram_generic(y: &[f32], l: usize, gram: &mut [f64]);
+}
+
+/// y += X_b[:, cols] Q[cols]. `q: [p, l]`, `y: [rows, l]` (`l` padded, see [`Kernel`]).
+#[inline(always)]
+fn times_q_generic(b: &CscBlock, cols: Range<usize>, q: &[f32], l: usize, y: &mut [f32]) {
+    for j in cols {
+        let qj = &q[j * l..(j + 1) * l];
+        let (rows, vals) = b.col(j);
+        for (&i, &v) in rows.iter().zip(vals) {
+            let i = i as usize;
+            axpy(v, qj, &mut y[i * l..(i + 1) * l]);
+        }
     }
 }
 
-/// Contiguous row ranges of `block`, one per thread, of about equal non-zeros.
-fn split_rows(block: &CsrChunk, threads: usize) -> Vec<std::ops::Range<usize>> {
-    let (rows, nnz) = (block.n_rows(), block.nnz().max(1));
+/// z += X_b[:, cols]ᵀ y. `y: [rows, ls]` (padded, see [`Kernel`]), `z: [cols.len(), l]`.
+#[inline(always)]
+fn transpose_times_generic(b: &CscBlock, cols: Range<usize>, y: &[f32], l: usize, ls: usize, z: &mut [f64]) {
+    let mut acc = vec![0.0f32; ls];
+    for (zj, j) in z.chunks_exact_mut(l).zip(cols) {
+        let (rows, vals) = b.col(j);
+        // A whole row of sums would be loaded and stored again for every non-zero; a panel of 32
+        // stays in registers across the column (`ls` is a multiple of 8).
+        let mut at = 0;
+        while at + 32 <= ls {
+            column_panel::<32>(rows, vals, y, ls, at, &mut acc[at..at + 32]);
+            at += 32;
+        }
+        while at < ls {
+            column_panel::<8>(rows, vals, y, ls, at, &mut acc[at..at + 8]);
+            at += 8;
+        }
+        zj.iter_mut().zip(&acc).for_each(|(z, &a)| *z += a as f64);
+    }
+}
+
+/// out = Σ v · y[i, at..at + N] over one column's rows `i` and values `v`. `y: [rows, ls]`.
+#[inline(always)]
+fn column_panel<const N: usize>(rows: &[u32], vals: &[f32], y: &[f32], ls: usize, at: usize, out: &mut [f32]) {
+    let mut acc = [0.0f32; N];
+    for (&i, &v) in rows.iter().zip(vals) {
+        let yi: &[f32; N] = y[i as usize * ls + at..][..N].try_into().expect("N values");
+        for t in 0..N {
+            acc[t] += v * yi[t];
+        }
+    }
+    out.copy_from_slice(&acc);
+}
+
+/// gram += yᵀy. `y: [rows, l]`, `gram: [l, l]`.
+#[inline(always)]
+fn add_gram_generic(y: &[f32], l: usize, gram: &mut [f64]) {
+    let mut yi = vec![0.0f64; l];
+    for row in y.chunks_exact(l) {
+        yi.iter_mut().zip(row).for_each(|(a, &b)| *a = b as f64);
+        for a in 0..l {
+            axpy(yi[a], &yi, &mut gram[a * l..(a + 1) * l]);
+        }
+    }
+}
+
+/// Contiguous ranges of `0..len` (columns or rows), one per thread, of about equal weight, where
+/// `ends[i]` is the total weight of the first `i` items (`[len + 1]`).
+fn split(ends: &[u64], threads: usize) -> Vec<Range<usize>> {
+    let len = ends.len() - 1;
+    let total = ends[len].max(1);
     let mut out = Vec::with_capacity(threads);
     let mut start = 0;
     for t in 1..=threads {
-        let target = (nnz * t / threads) as u64;
-        let end = if t == threads { rows } else { start + block.indptr[start..=rows].partition_point(|&p| p < target) };
-        let end = end.clamp(start, rows);
+        let end = if t == threads { len } else { ends.partition_point(|&e| e < total * t as u64 / threads as u64) };
+        let end = end.clamp(start, len);
         out.push(start..end);
         start = end;
     }
     out
+}
+
+/// Y_b = A_b Q (`y_parts[0][..rows·ls]`, `[rows, ls]`, padded): each thread sums its columns'
+/// share into its own part, then the parts are added and μᵀQ taken off.
+fn block_times_q(b: &CscBlock, k: &Kernel, cols: &[Range<usize>], y_parts: &mut [Vec<f32>]) {
+    let len = b.n_rows * k.ls;
+    std::thread::scope(|s| {
+        for (c, y) in cols.iter().zip(y_parts.iter_mut()) {
+            let y = &mut y[..len];
+            y.fill(0.0);
+            s.spawn(move || times_q(b, c.clone(), &k.q, k.ls, y));
+        }
+    });
+    let (y, rest) = y_parts.split_first_mut().expect("at least one thread");
+    for other in rest {
+        axpy(1.0, &other[..len], &mut y[..len]);
+    }
+    for row in y[..len].chunks_exact_mut(k.ls) {
+        row.iter_mut().zip(&k.shift).for_each(|(v, s)| *v -= s);
+    }
+}
+
+/// Buffers for [`block_times_q`]: one `[rows, ls]` part per thread.
+fn y_parts(threads: usize, rows: usize, ls: usize) -> Vec<Vec<f32>> {
+    (0..threads).map(|_| vec![0.0; rows * ls]).collect()
 }
 
 /// One pass: AᵀA Q. `[p, l]`
@@ -186,43 +377,38 @@ fn normal_pass(
     on_rows: &mut dyn FnMut(usize),
 ) -> Result<Vec<f64>> {
     let p = mean.len();
-    let shift = mean_times(mean, q, l);
-    // Per thread: Xᵀ Y accumulated, and 1ᵀ Y.
-    let mut acc: Vec<(Vec<f64>, Vec<f64>)> = (0..threads).map(|_| (vec![0.0; p * l], vec![0.0; l])).collect();
+    let k = Kernel::new(q, mean, l);
+    let (mut z, mut colsum) = (vec![0.0f64; p * l], vec![0.0f64; l]);
+    let mut parts: Vec<Vec<f32>> = Vec::new();
     x.for_each_block(&mut |block| {
-        let ranges = split_rows(block, threads);
+        let ls = k.ls;
+        if parts.is_empty() || parts[0].len() < block.n_rows * ls {
+            parts = y_parts(threads, block.n_rows, ls);
+        }
+        let cols = split(&block.colptr, threads);
+        block_times_q(block, &k, &cols, &mut parts);
+        let y = &parts[0][..block.n_rows * ls];
+        for row in y.chunks_exact(ls) {
+            colsum.iter_mut().zip(row).for_each(|(c, &v)| *c += v as f64);
+        }
         std::thread::scope(|s| {
-            for (range, (z, colsum)) in ranges.into_iter().zip(acc.iter_mut()) {
-                let shift = &shift;
-                s.spawn(move || {
-                    let mut y = vec![0.0; l];
-                    for i in range {
-                        row_times(block, i, q, shift, l, &mut y);
-                        let (idx, val) = block.row(i);
-                        for (&j, &v) in idx.iter().zip(val) {
-                            let j = j as usize;
-                            axpy(v as f64, &y, &mut z[j * l..(j + 1) * l]);
-                        }
-                        axpy(1.0, &y, colsum);
-                    }
-                });
+            let mut rest = &mut z[..];
+            for c in cols {
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(c.len() * l);
+                rest = tail;
+                s.spawn(move || transpose_times(block, c, y, l, ls, mine));
             }
         });
-        on_rows(block.n_rows());
+        on_rows(block.n_rows);
         Ok(())
     })?;
-    let (mut z, mut colsum) = acc.pop().expect("at least one thread");
-    for (zt, ct) in acc {
-        axpy(1.0, &zt, &mut z);
-        axpy(1.0, &ct, &mut colsum);
-    }
     for (j, &m) in mean.iter().enumerate() {
         axpy(-m, &colsum, &mut z[j * l..(j + 1) * l]);
     }
     Ok(z)
 }
 
-/// The last pass: Y = A Q (`[n, l]`, f32) and YᵀY (`[l, l]`, f64, from the unrounded rows).
+/// The last pass: Y = A Q (`[n, l]`, f32) and YᵀY (`[l, l]`, f64).
 fn final_pass(
     x: &mut dyn RowBlocks,
     q: &[f64],
@@ -232,32 +418,29 @@ fn final_pass(
     on_rows: &mut dyn FnMut(usize),
 ) -> Result<(Vec<f32>, Vec<f64>)> {
     let n = x.n_rows();
-    let shift = mean_times(mean, q, l);
+    let k = Kernel::new(q, mean, l);
     let mut y_all = vec![0.0f32; n * l];
     let mut grams: Vec<Vec<f64>> = (0..threads).map(|_| vec![0.0; l * l]).collect();
+    let mut parts: Vec<Vec<f32>> = Vec::new();
     let mut row0 = 0;
     x.for_each_block(&mut |block| {
-        let rows = block.n_rows();
+        let rows = block.n_rows;
         if row0 + rows > n {
             return Err(Error::Invalid(format!("blocks hold more than the {n} rows announced")));
         }
-        let ranges = split_rows(block, threads);
-        let mut out = &mut y_all[row0 * l..(row0 + rows) * l];
+        if parts.is_empty() || parts[0].len() < rows * k.ls {
+            parts = y_parts(threads, rows, k.ls);
+        }
+        block_times_q(block, &k, &split(&block.colptr, threads), &mut parts);
+        let y = &mut y_all[row0 * l..(row0 + rows) * l];
+        for (out, row) in y.chunks_exact_mut(l).zip(parts[0].chunks_exact(k.ls)) {
+            out.copy_from_slice(&row[..l]);
+        }
+        let y = &*y;
+        let even: Vec<u64> = (0..=rows as u64).collect();
         std::thread::scope(|s| {
-            for (range, gram) in ranges.into_iter().zip(grams.iter_mut()) {
-                let (mine, rest) = std::mem::take(&mut out).split_at_mut(range.len() * l);
-                out = rest;
-                let shift = &shift;
-                s.spawn(move || {
-                    let mut y = vec![0.0; l];
-                    for (r, i) in range.enumerate() {
-                        row_times(block, i, q, shift, l, &mut y);
-                        for a in 0..l {
-                            axpy(y[a], &y, &mut gram[a * l..(a + 1) * l]);
-                        }
-                        mine[r * l..(r + 1) * l].iter_mut().zip(&y).for_each(|(o, &v)| *o = v as f32);
-                    }
-                });
+            for (r, gram) in split(&even, threads).into_iter().zip(grams.iter_mut()) {
+                s.spawn(move || add_gram(&y[r.start * l..r.end * l], l, gram));
             }
         });
         row0 += rows;
@@ -272,4 +455,29 @@ fn final_pass(
         axpy(1.0, &g, &mut gram);
     }
     Ok((y_all, gram))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csc_block_holds_the_rows_asked_for() {
+        let mut csr = CsrChunk::new(10, 3);
+        csr.push_row([(0, 1.0), (2, 2.0)]);
+        csr.push_row([(1, 3.0)]);
+        csr.push_row([(0, 4.0), (1, 5.0)]);
+        let b = CscBlock::from_csr(&csr, 1..3);
+        assert_eq!((b.row_start, b.n_rows, b.n_cols(), b.nnz()), (11, 2, 3, 3));
+        assert_eq!(b.col(0), (&[1u32][..], &[4.0f32][..]));
+        assert_eq!(b.col(1), (&[0u32, 1][..], &[3.0f32, 5.0][..]));
+        assert_eq!(b.col(2), (&[][..], &[][..]));
+    }
+
+    #[test]
+    fn split_balances_weight() {
+        assert_eq!(split(&[0, 5, 6, 7, 10], 2), vec![0..1, 1..4]);
+        assert_eq!(split(&[0, 1, 2, 3], 1), vec![0..3]);
+        assert_eq!(split(&[0, 0, 0], 3), vec![0..0, 0..0, 0..2]);
+    }
 }
