@@ -50,7 +50,8 @@ impl BarChart {
                 }
             }
         }
-        let (_, hi) = padded_range(lo, if hi.is_finite() { hi } else { 1.0 }, 0.08);
+        // Headroom above the tallest bar for the legend box in the top-right corner.
+        let (_, hi) = padded_range(lo, if hi.is_finite() { hi } else { 1.0 }, 0.08 + 0.05 * self.series.len() as f64);
         (lo, hi)
     }
 
