@@ -1,15 +1,9 @@
 //! `txfm baseline pca|libnorm` end to end on a simulated h5ad: the outputs open in anndata.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn txfm(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_txfm")).args(args).current_dir(cwd).output().expect("txfm runs")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use std::process::Command;
+use common::{text, txfm};
 
 #[test]
 fn pca_and_libnorm_write_embeddings_anndata_reads() {

@@ -1,29 +1,18 @@
 //! `txfm bench genes` end to end: a tiny model trained for a few steps on a simulated screen, and
 //! PCA loadings of the same screen, scored against the screen's true gene pairs.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-use txfm::corpus::{build_corpus, BuildOptions, DatasetSpec, Filters, Manifest};
-use txfm::data::genes::GeneIdKind;
-use txfm::simulate::{simulate_to_h5ad, SimConfig};
+
+use txfm::simulate::SimConfig;
+use txfm::testing::sim_corpus;
 use txfm::train::RunConfig;
-
-fn txfm(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_txfm")).args(args).current_dir(cwd).output().expect("txfm runs")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::{text, txfm};
 
 #[test]
 fn recall_report_for_a_checkpoint_and_pca_loadings() {
     let dir = tempfile::tempdir().unwrap();
-    let h5ad = dir.path().join("sim.h5ad");
-    simulate_to_h5ad(&SimConfig { n_cells: 600, ..SimConfig::tiny() }, &h5ad, &indicatif::ProgressBar::hidden()).unwrap();
-    let m = Manifest::new(vec![DatasetSpec::new("sim", &h5ad, GeneIdKind::Raw)], Filters { min_cells_per_gene: 3, min_genes_per_cell: 0 });
-    build_corpus(&m, &dir.path().join("corpus"), &BuildOptions::default()).unwrap();
+    sim_corpus(dir.path(), "sim", "corpus", &SimConfig { n_cells: 600, ..SimConfig::tiny() }, 3);
     let mut cfg = RunConfig::tiny();
     (cfg.steps, cfg.checkpoint_every, cfg.eval_every) = (Some(5), 5, 5);
     std::fs::write(dir.path().join("run.toml"), cfg.to_toml()).unwrap();

@@ -1,18 +1,11 @@
 //! `txfm bench perturb` end to end: raw counts in, baselines computed on the fly, table, JSON and
 //! plots out; bad requests fail naming what is wrong.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
 
 use txfm::eval::perturb::report::PerturbReport;
-
-fn txfm(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_txfm")).args(args).current_dir(cwd).output().expect("txfm runs")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::{text, txfm};
 
 #[test]
 fn baselines_on_the_fly_give_the_full_table_and_recover_the_true_pairs() {

@@ -1,15 +1,8 @@
 //! End-to-end: the real `txfm` binary on files in a temp dir.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn txfm(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_txfm")).args(args).current_dir(cwd).output().expect("txfm runs")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::{text, txfm};
 
 #[test]
 fn quickstart_runs_the_pipeline_and_writes_a_report() {

@@ -6,22 +6,21 @@
 //! Needs `mpirun` (Debian's openmpi-bin, installed by scripts/setup.sh). Without it the test says
 //! so loudly and passes, unless `TXFM_REQUIRE_MPI` or `CI` is set (then it fails).
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
 use tch::{Kind, Tensor};
-use txfm::corpus::{build_corpus, BuildOptions, Corpus, DatasetSpec, Filters, Manifest};
-use txfm::data::genes::GeneIdKind;
+use txfm::corpus::Corpus;
 use txfm::model::DecoderConfig;
-use txfm::simulate::{simulate_to_h5ad, SimConfig};
+use txfm::simulate::SimConfig;
+use txfm::testing::sim_corpus;
 use txfm::train::loader::{Loader, Split};
 use txfm::train::metrics::read_metrics;
 use txfm::train::RunConfig;
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::text;
 
 fn mpirun_available() -> bool {
     let found = Command::new("mpirun").arg("--version").output().is_ok_and(|o| o.status.success());
@@ -71,10 +70,7 @@ fn two_ranks_equal_one_with_twice_the_batch_and_resume_exactly() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let h5ad = dir.path().join("sim.h5ad");
-    simulate_to_h5ad(&SimConfig { n_cells: 600, ..SimConfig::tiny() }, &h5ad, &indicatif::ProgressBar::hidden()).unwrap();
-    let m = Manifest::new(vec![DatasetSpec::new("sim", &h5ad, GeneIdKind::Raw)], Filters { min_cells_per_gene: 3, min_genes_per_cell: 0 });
-    build_corpus(&m, &dir.path().join("corpus"), &BuildOptions::default()).unwrap();
+    sim_corpus(dir.path(), "sim", "corpus", &SimConfig { n_cells: 600, ..SimConfig::tiny() }, 3);
 
     let mut cfg = RunConfig::tiny();
     (cfg.checkpoint_every, cfg.eval_every, cfg.eval_batches) = (1, 100, Some(1));

@@ -3,32 +3,21 @@
 //! same values in every format, the input's obs kept, obsm keys accumulating across runs, and a
 //! clear error (with nothing written) for an input sharing no gene with the model.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-use txfm::corpus::{build_corpus, BuildOptions, DatasetSpec, Filters, Manifest};
-use txfm::data::genes::GeneIdKind;
+use std::path::Path;
+
 use txfm::data::h5ad::H5adWriter;
 use txfm::data::{CsrChunk, ObsFrame};
 use txfm::model::DecoderConfig;
-use txfm::simulate::{simulate_to_h5ad, SimConfig};
-use txfm::testing::run_python;
+use txfm::simulate::SimConfig;
+use txfm::testing::{run_python, sim_corpus};
 use txfm::train::RunConfig;
-
-fn txfm(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_txfm")).args(args).current_dir(cwd).output().expect("txfm runs")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::{text, txfm};
 
 /// sim.h5ad (300 cells), its corpus, and run/ trained 3 steps by the CLI.
 fn trained(dir: &Path) {
-    let h5ad = dir.join("sim.h5ad");
-    simulate_to_h5ad(&SimConfig { n_cells: 300, ..SimConfig::tiny() }, &h5ad, &indicatif::ProgressBar::hidden()).unwrap();
-    let m = Manifest::new(vec![DatasetSpec::new("sim", &h5ad, GeneIdKind::Raw)], Filters { min_cells_per_gene: 3, min_genes_per_cell: 0 });
-    build_corpus(&m, &dir.join("corpus"), &BuildOptions::default()).unwrap();
+    sim_corpus(dir, "sim", "corpus", &SimConfig { n_cells: 300, ..SimConfig::tiny() }, 3);
     let mut cfg = RunConfig::tiny();
     (cfg.steps, cfg.checkpoint_every, cfg.eval_every) = (Some(3), 3, 3);
     cfg.model.d_model = 32;

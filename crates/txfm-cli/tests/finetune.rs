@@ -1,29 +1,19 @@
 //! `txfm finetune` end to end: a run pretrained on one simulated corpus is fine-tuned on another
 //! with partly different genes, reports the overlap, and leaves a run folder `--resume` accepts.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-use txfm::corpus::{build_corpus, BuildOptions, DatasetSpec, Filters, Manifest};
-use txfm::data::genes::GeneIdKind;
+use std::path::Path;
+
 use txfm::model::DecoderConfig;
-use txfm::simulate::{simulate_to_h5ad, SimConfig};
+use txfm::simulate::SimConfig;
+use txfm::testing::sim_corpus;
 use txfm::train::metrics::read_metrics;
 use txfm::train::{Checkpoint, RunConfig};
-
-fn txfm(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_txfm")).args(args).current_dir(cwd).output().expect("txfm runs")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::{text, txfm};
 
 fn corpus(dir: &Path, name: &str, sim: SimConfig) {
-    let h5ad = dir.join(format!("{name}.h5ad"));
-    simulate_to_h5ad(&sim, &h5ad, &indicatif::ProgressBar::hidden()).unwrap();
-    let m = Manifest::new(vec![DatasetSpec::new(name, &h5ad, GeneIdKind::Raw)], Filters { min_cells_per_gene: 3, min_genes_per_cell: 0 });
-    build_corpus(&m, &dir.join(name), &BuildOptions::default()).unwrap();
+    sim_corpus(dir, name, name, &sim, 3);
 }
 
 #[test]

@@ -1,25 +1,19 @@
 //! `txfm train` end to end: a run killed with SIGKILL mid-way and resumed with `--resume` logs the
 //! same per-step losses and ends with the same weights as an uninterrupted run.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tch::Tensor;
-use txfm::corpus::{build_corpus, BuildOptions, DatasetSpec, Filters, Manifest};
-use txfm::data::genes::GeneIdKind;
 use txfm::model::DecoderConfig;
-use txfm::simulate::{simulate_to_h5ad, SimConfig};
+use txfm::simulate::SimConfig;
+use txfm::testing::sim_corpus;
 use txfm::train::metrics::read_metrics;
 use txfm::train::RunConfig;
-
-fn txfm(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_txfm")).args(args).current_dir(cwd).output().expect("txfm runs")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::{text, txfm};
 
 fn weights(run: &Path) -> Vec<(String, Tensor)> {
     let mut t = Tensor::read_safetensors(run.join("checkpoints/step-0000300/model.safetensors")).unwrap();
@@ -30,10 +24,7 @@ fn weights(run: &Path) -> Vec<(String, Tensor)> {
 #[test]
 fn a_killed_run_resumes_to_the_uninterrupted_result() {
     let dir = tempfile::tempdir().unwrap();
-    let h5ad = dir.path().join("sim.h5ad");
-    simulate_to_h5ad(&SimConfig { n_cells: 800, ..SimConfig::tiny() }, &h5ad, &indicatif::ProgressBar::hidden()).unwrap();
-    let m = Manifest::new(vec![DatasetSpec::new("sim", &h5ad, GeneIdKind::Raw)], Filters { min_cells_per_gene: 3, min_genes_per_cell: 0 });
-    build_corpus(&m, &dir.path().join("corpus"), &BuildOptions::default()).unwrap();
+    sim_corpus(dir.path(), "sim", "corpus", &SimConfig { n_cells: 800, ..SimConfig::tiny() }, 3);
     let mut cfg = RunConfig::tiny();
     (cfg.steps, cfg.checkpoint_every, cfg.eval_every) = (Some(300), 10, 100);
     cfg.model.d_model = 32;

@@ -48,3 +48,17 @@ pub fn run_python(code: &str, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("Python printed non-UTF-8")
 }
+
+/// Simulates `sim` into `dir/<name>.h5ad` and builds a corpus of it (dataset `name`, raw gene IDs)
+/// in `dir/<corpus>`, keeping every cell and the genes detected in at least
+/// `min_cells_per_gene` of them. Returns the h5ad's path. The fixture most pipeline tests start
+/// from.
+pub fn sim_corpus(dir: &std::path::Path, name: &str, corpus: &str, sim: &crate::simulate::SimConfig, min_cells_per_gene: u64) -> PathBuf {
+    use crate::corpus::{build_corpus, BuildOptions, DatasetSpec, Filters, Manifest};
+    let h5ad = dir.join(format!("{name}.h5ad"));
+    crate::simulate::simulate_to_h5ad(sim, &h5ad, &indicatif::ProgressBar::hidden()).expect("simulating the fixture");
+    let spec = DatasetSpec::new(name, &h5ad, crate::data::genes::GeneIdKind::Raw);
+    let manifest = Manifest::new(vec![spec], Filters { min_cells_per_gene, min_genes_per_cell: 0 });
+    build_corpus(&manifest, &dir.join(corpus), &BuildOptions::default()).expect("building the fixture corpus");
+    h5ad
+}

@@ -7,24 +7,22 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tch::{Device, Tensor};
-use txfm::corpus::{build_corpus, BuildOptions, Corpus, DatasetSpec, Filters, Manifest};
+use txfm::corpus::Corpus;
 use txfm::data::genes::GeneIdKind;
 use txfm::data::h5ad::H5adWriter;
 use txfm::data::{open_source, CsrChunk, ObsFrame, SourceOptions};
 use txfm::embed::sampler::weights_from_corpus;
 use txfm::embed::{Embedder, GeneMap, Sampler};
 use txfm::model::{BatchTensors, DecoderConfig};
-use txfm::simulate::{simulate_to_h5ad, SimConfig};
+use txfm::simulate::SimConfig;
+use txfm::testing::sim_corpus;
 use txfm::train::loader::{Loader, LoaderConfig, Split};
 use txfm::train::{train, Checkpoint, RunConfig, TrainOptions};
 
 /// A simulated h5ad of 300 cells, its corpus (genes in < 20 cells dropped from the vocabulary,
 /// every cell kept, so sample id = row) and a tiny model trained 3 steps on it.
 fn fixture(dir: &Path) -> (std::path::PathBuf, Arc<Corpus>, std::path::PathBuf) {
-    let h5ad = dir.join("sim.h5ad");
-    simulate_to_h5ad(&SimConfig { n_cells: 300, ..SimConfig::tiny() }, &h5ad, &indicatif::ProgressBar::hidden()).unwrap();
-    let m = Manifest::new(vec![DatasetSpec::new("sim", &h5ad, GeneIdKind::Raw)], Filters { min_cells_per_gene: 20, min_genes_per_cell: 0 });
-    build_corpus(&m, &dir.join("corpus"), &BuildOptions::default()).unwrap();
+    let h5ad = sim_corpus(dir, "sim", "corpus", &SimConfig { n_cells: 300, ..SimConfig::tiny() }, 20);
     let corpus = Arc::new(Corpus::open(&dir.join("corpus")).unwrap());
     assert_eq!(corpus.n_samples(), 300);
     assert!(corpus.n_vars() < 490, "some genes are left out of the vocabulary: {}", corpus.n_vars());

@@ -10,17 +10,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tch::{Device, Tensor};
-use txfm::corpus::{build_corpus, BuildOptions, Corpus, DatasetSpec, Filters, Manifest};
-use txfm::data::genes::GeneIdKind;
+use txfm::corpus::Corpus;
 use txfm::model::DecoderConfig;
-use txfm::simulate::{simulate_to_h5ad, SimConfig};
+use txfm::simulate::SimConfig;
+use txfm::testing::sim_corpus;
 use txfm::train::{resume, train, Checkpoint, Finetune, RunConfig, TrainOptions};
 
 fn corpus(dir: &Path, name: &str, sim: SimConfig) -> Arc<Corpus> {
-    let h5ad = dir.join(format!("{name}.h5ad"));
-    simulate_to_h5ad(&sim, &h5ad, &indicatif::ProgressBar::hidden()).unwrap();
-    let m = Manifest::new(vec![DatasetSpec::new(name, &h5ad, GeneIdKind::Raw)], Filters { min_cells_per_gene: 3, min_genes_per_cell: 0 });
-    build_corpus(&m, &dir.join(name), &BuildOptions::default()).unwrap();
+    sim_corpus(dir, name, name, &sim, 3);
     Arc::new(Corpus::open(&dir.join(name)).unwrap())
 }
 

@@ -362,9 +362,12 @@ fn block_times_q(b: &CscBlock, k: &Kernel, cols: &[Range<usize>], y_parts: &mut 
     }
 }
 
-/// Buffers for [`block_times_q`]: one `[rows, ls]` part per thread.
-fn y_parts(threads: usize, rows: usize, ls: usize) -> Vec<Vec<f32>> {
-    (0..threads).map(|_| vec![0.0; rows * ls]).collect()
+/// Makes `parts` hold buffers for [`block_times_q`]: one `[rows, ls]` part per thread, reused
+/// across blocks and replaced only when a block needs more room.
+fn ensure_parts(parts: &mut Vec<Vec<f32>>, threads: usize, rows: usize, ls: usize) {
+    if parts.is_empty() || parts[0].len() < rows * ls {
+        *parts = (0..threads).map(|_| vec![0.0; rows * ls]).collect();
+    }
 }
 
 /// One pass: AᵀA Q. `[p, l]`
@@ -382,9 +385,7 @@ fn normal_pass(
     let mut parts: Vec<Vec<f32>> = Vec::new();
     x.for_each_block(&mut |block| {
         let ls = k.ls;
-        if parts.is_empty() || parts[0].len() < block.n_rows * ls {
-            parts = y_parts(threads, block.n_rows, ls);
-        }
+        ensure_parts(&mut parts, threads, block.n_rows, ls);
         let cols = split(&block.colptr, threads);
         block_times_q(block, &k, &cols, &mut parts);
         let y = &parts[0][..block.n_rows * ls];
@@ -428,9 +429,7 @@ fn final_pass(
         if row0 + rows > n {
             return Err(Error::Invalid(format!("blocks hold more than the {n} rows announced")));
         }
-        if parts.is_empty() || parts[0].len() < rows * k.ls {
-            parts = y_parts(threads, rows, k.ls);
-        }
+        ensure_parts(&mut parts, threads, rows, k.ls);
         block_times_q(block, &k, &split(&block.colptr, threads), &mut parts);
         let y = &mut y_all[row0 * l..(row0 + rows) * l];
         for (out, row) in y.chunks_exact_mut(l).zip(parts[0].chunks_exact(k.ls)) {
