@@ -244,6 +244,18 @@ def num_parameters(cfg: dict, n_genes: int) -> int:
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
+def flops_per_sample(cfg: dict, n_genes: int, embed: bool) -> float:
+    """Matmul FLOPs per sample, the port of `txfm::model::flops` (2 per multiply-add; training = 3x forward)."""
+    t, d, r = cfg["n_visible"] + 1, cfg["d_model"], cfg["mlp_ratio"]
+    encoder = cfg["n_blocks"] * (2.0 * t * (4 * d * d + 2 * r * d * d) + 4.0 * t * t * d)
+    if embed:
+        return encoder
+    h = cfg["decoder_hidden"]
+    trunk = 0.0 if cfg["decoder_layers"] == 0 else d * h + cfg["decoder_layers"] * 2.0 * h * h
+    width = d if cfg["decoder_layers"] == 0 else h
+    return 3.0 * (encoder + 2.0 * (trunk + n_genes * width))
+
+
 def splitmix64(x: np.ndarray) -> np.ndarray:
     """The splitmix64 finaliser applied elementwise to uint64 (wrapping arithmetic)."""
     with np.errstate(over="ignore"):
@@ -346,6 +358,9 @@ def main(argv=None) -> int:
                    help="reduced type of CUDA autocast; the Rust trainer's tch::autocast gets float16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON line instead of text")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (the step's forward; backward follows)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the device's peak dense TFLOP/s at the run's precision, for MFU (H100/H200 SXM bf16: 989)")
     a = p.parse_args(argv)
 
     torch.set_num_threads(a.threads)
@@ -390,20 +405,24 @@ def main(argv=None) -> int:
     }
 
     wd = a.weight_decay if a.weight_decay is not None else 1.0 / (a.lr * (a.warmup + a.steps))
+    encode = torch.compile(model.encode) if a.compile else model.encode
+    forward = torch.compile(model) if a.compile else model
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     if a.embed:
         model.eval()
 
         def step(i):
             with torch.inference_mode(), amp():
                 b = batches[i % len(batches)]
-                return model.encode(b["genes"], b["values"], b["pad"], False)
+                return encode(b["genes"], b["values"], b["pad"], False)
     else:
         model.train()
         opt = adamw(model, a.lr, wd, False if a.no_foreach else None)
 
         def step(i):
             with amp():
-                loss, _, _ = model(batches[i % len(batches)], True)
+                loss, _, _ = forward(batches[i % len(batches)], True)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if a.grad_clip > 0:
@@ -426,6 +445,9 @@ def main(argv=None) -> int:
     # The last loss (training) is a sanity check; the CLS outputs need no read-back beyond sync().
     last = float(out.detach()) if not a.embed and (a.steps or a.warmup) else None
 
+    flops = flops_per_sample(cfg, a.genes, a.embed)
+    achieved = flops * samples_per_s / 1e12
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     result = {
         "impl": "pytorch",
         "mode": "embed" if a.embed else "train",
@@ -444,6 +466,11 @@ def main(argv=None) -> int:
         "autocast": a.autocast_dtype if autocast else None, "torch": torch.__version__, "python": platform.python_version(),
         "last_loss": last,
         "check": check,
+        "compile": a.compile,
+        "flops_per_sample": flops,
+        "achieved_tflops": round(achieved, 3),
+        "mfu": round(achieved / a.peak_tflops, 4) if a.peak_tflops else None,
+        "peak_memory_mib": round(peak, 1) if peak is not None else None,
     }
     if a.json:
         print(json.dumps(result))
@@ -454,6 +481,9 @@ def main(argv=None) -> int:
         print(f"batch 0 check: target_sum {check['target_sum']:.6f}, values_sum {check['values_sum']:.6f}, "
               f"genes_sum {check['genes_sum']}, genes_weighted {check['genes_weighted']}")
         print(f"samples/s: {samples_per_s:.2f}")
+        mfu = f", MFU {100 * result['mfu']:.1f}% of {a.peak_tflops:g}" if a.peak_tflops else ""
+        mem = f", peak memory {peak:,.0f} MiB allocated" if peak is not None else ""
+        print(f"model FLOPs: {flops / 1e9:,.1f} GFLOP/sample, {achieved:.2f} TFLOP/s{mfu}{mem}")
     return 0
 
 

@@ -2,7 +2,7 @@
 //! exporting anything: an rpath to the torch wheel's `lib/`, and `libtorch_cuda.so` linked with
 //! `--no-as-needed` because rustc's default `--as-needed` drops it (no symbol of it is referenced
 //! directly), which would leave the binary CPU-only on a GPU machine. Also compiles `csrc/`, the
-//! few libtorch calls tch does not bind (bfloat16 autocast), against the same wheel's headers.
+//! few libtorch calls tch does not bind (bfloat16 autocast, gradient hooks, peak GPU memory), against the same wheel's headers.
 //!
 //! Data-parallel training: `csrc/mpi.c` is compiled against the system's MPI (Debian's
 //! libopenmpi-dev, found with `pkg-config ompi-c` or `mpicc --showme`) and `cfg(txfm_mpi)` is set;
@@ -22,12 +22,16 @@ fn main() {
         .cpp(true)
         .std("c++17")
         .file("csrc/autocast.cpp")
+        .file("csrc/grad_hooks.cpp")
+        .file("csrc/device_memory.cpp")
         .include(&include)
         // The torch 2.x wheels are built with the C++11 ABI.
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
         .flag_if_supported("-Wno-unused-parameter")
         .compile("txfm_csrc");
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    println!("cargo:rerun-if-changed=csrc/grad_hooks.cpp");
+    println!("cargo:rerun-if-changed=csrc/device_memory.cpp");
     mpi();
     let nccl = std::path::Path::new(&lib).join("../../nvidia/nccl/lib/libnccl.so.2");
     println!("cargo:rustc-env=TXFM_WHEEL_NCCL={}", nccl.display());

@@ -1,7 +1,8 @@
 //! Data-parallel `txfm train` over Open MPI on loopback: two ranks with batch b take the steps one
 //! process with batch 2b takes — over a whole epoch, whose last global batch has an odd number of
 //! samples, so the ranks' shares (and loss weights) differ — and a two-rank run stopped and
-//! resumed ends where an uninterrupted one does.
+//! resumed ends where an uninterrupted one does. The gradients travel in many small buckets, so
+//! the all-reduces overlapped with the backward pass and their rebuilt order are what is tested.
 //!
 //! Needs `mpirun` (Debian's openmpi-bin, installed by scripts/setup.sh). Without it the test says
 //! so loudly and passes, unless `TXFM_REQUIRE_MPI` or `CI` is set (then it fails).
@@ -79,6 +80,9 @@ fn two_ranks_equal_one_with_twice_the_batch_and_resume_exactly() {
     (cfg.model.n_visible, cfg.loader.k) = (32, 32);
     // Stochastic depth draws per rank (see train::trainer), so the equivalence needs it off.
     cfg.model.drop_path = 0.0;
+    // Buckets of 10 KiB: the gradients go in dozens of all-reduces started during the backward
+    // pass, in the order rank 0's hooks fired, instead of one after it.
+    cfg.bucket_mb = 0.01;
     // One epoch of at least three global batches (the first step has learning rate 0: the warm-up
     // starts there), the last with an odd number ≥ 3 of samples.
     let corpus = Arc::new(Corpus::open(&dir.path().join("corpus")).unwrap());

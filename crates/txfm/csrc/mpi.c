@@ -85,6 +85,42 @@ int txfm_mpi_allreduce_sum_f64(double *buf, long long n) {
   return MPI_SUCCESS;
 }
 
+// Non-blocking in-place sums, for gradient buckets started during the backward pass: every call
+// adds its requests to one list, which txfm_mpi_test_all advances and txfm_mpi_wait_all completes
+// and empties. Requests are started from one thread at a time (MPI_THREAD_SERIALIZED).
+static MPI_Request *requests = NULL;
+static int n_requests = 0, cap_requests = 0;
+
+int txfm_mpi_iallreduce_sum_f32(float *buf, long long n) {
+  for (long long at = 0; at < n; at += CHUNK) {
+    if (n_requests == cap_requests) {
+      int cap = cap_requests ? 2 * cap_requests : 64;
+      MPI_Request *grown = realloc(requests, (size_t)cap * sizeof(MPI_Request));
+      if (grown == NULL) return MPI_ERR_NO_MEM;
+      requests = grown;
+      cap_requests = cap;
+    }
+    int count = (int)(n - at < CHUNK ? n - at : CHUNK);
+    int err = MPI_Iallreduce(MPI_IN_PLACE, buf + at, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &requests[n_requests]);
+    if (err != MPI_SUCCESS) return err;
+    n_requests++;
+  }
+  return MPI_SUCCESS;
+}
+
+// Lets MPI progress the started sums (Open MPI moves a non-blocking collective along only inside
+// MPI calls); sets *done when all have completed.
+int txfm_mpi_test_all(int *done) {
+  *done = 1;
+  return n_requests == 0 ? MPI_SUCCESS : MPI_Testall(n_requests, requests, done, MPI_STATUSES_IGNORE);
+}
+
+int txfm_mpi_wait_all(void) {
+  int err = n_requests == 0 ? MPI_SUCCESS : MPI_Waitall(n_requests, requests, MPI_STATUSES_IGNORE);
+  n_requests = 0;
+  return err;
+}
+
 // Writes the text of error `code` into `buf` (NUL-terminated, at most `len` bytes).
 void txfm_mpi_error_string(int code, char *buf, int len) {
   char text[MPI_MAX_ERROR_STRING];

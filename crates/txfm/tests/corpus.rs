@@ -57,6 +57,28 @@ fn simulated_h5ad_round_trips_through_the_corpus_exactly() {
     assert_eq!(corpus.profiled, vec![(0..corpus.n_vars() as u32).collect::<Vec<_>>()]);
 }
 
+/// A build that would keep no sample fails, says why per dataset, and writes nothing.
+#[test]
+fn a_corpus_of_nothing_is_an_error_that_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let h5ad = dir.path().join("sim.h5ad");
+    let cfg = SimConfig { n_cells: 300, ..SimConfig::tiny() };
+    simulate_to_h5ad(&cfg, &h5ad, &indicatif::ProgressBar::hidden()).unwrap();
+    let out = dir.path().join("corpus");
+    // The simulator's gene names (SIMG00001...) are no human symbols.
+    let m = Manifest::new(vec![DatasetSpec::new("sim", &h5ad, GeneIdKind::Symbol)], Filters::none());
+    let err = build_corpus(&m, &out, &BuildOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("300 samples × 0 genes") && err.contains("sim.h5ad") && err.contains("none of its 500 var names mapped as symbol"), "{err}");
+    assert!(err.contains("gene_ids = \"raw\""), "{err}");
+    // Mapped genes, but every cell below the QC threshold.
+    let filters = Filters { min_genes_per_cell: 1_000_000, ..Filters::none() };
+    let m = Manifest::new(vec![DatasetSpec::new("sim", &h5ad, GeneIdKind::Raw)], filters);
+    let err = build_corpus(&m, &out, &BuildOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("0 samples × ") && err.contains("300 of 300 samples failed QC (min_genes_per_cell = 1000000)"), "{err}");
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "only the simulator's files: {:?}", std::fs::read_dir(dir.path()).unwrap().collect::<Vec<_>>());
+}
+
 /// 4 cells × 5 genes with hand-checked filter outcomes.
 fn write_small(path: &Path) {
     let var = ObsFrame { names: ["g0", "g1", "g2", "g3", "g4"].map(String::from).to_vec(), columns: vec![] };

@@ -87,6 +87,10 @@ pub struct Args {
     no_autocast: bool,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The device's peak dense TFLOP/s at the run's precision, to report model FLOPs utilisation
+    /// (MFU); H100 and H200 SXM in bf16: 989.
+    #[arg(long)]
+    peak_tflops: Option<f64>,
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
@@ -131,6 +135,7 @@ pub fn run(c: Command) -> anyhow::Result<()> {
         device: args.device.parse::<DeviceSpec>()?,
         autocast: if args.no_autocast { None } else { Some(parse_autocast(&args.autocast_dtype)?) },
         seed: args.seed,
+        peak_tflops: args.peak_tflops,
     };
     let r = bench::run(&config)?;
     if args.json {
@@ -166,4 +171,7 @@ fn print_text(r: &BenchResult) {
         c.target_sum, c.values_sum, c.genes_sum, c.genes_weighted
     );
     println!("samples/s: {:.2}", r.samples_per_s);
+    let mfu = r.mfu.map_or(String::new(), |m| format!(", MFU {:.1}%", 100.0 * m));
+    let memory = r.peak_memory_mib.map_or(String::new(), |m| format!(", peak memory {m:.0} MiB allocated"));
+    println!("model FLOPs: {:.1} GFLOP/sample, {:.2} TFLOP/s{mfu}{memory}", r.flops_per_sample / 1e9, r.achieved_tflops);
 }

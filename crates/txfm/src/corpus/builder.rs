@@ -25,7 +25,7 @@ use super::shard_writer::{ShardRows, ShardWriter};
 use super::schema::{self, ROW_GROUP_ROWS};
 use super::summary::{CorpusSummary, DatasetSummary};
 use crate::data::counts_check::CountsCheck;
-use crate::data::genes::{harmonise, GeneTable};
+use crate::data::genes::{harmonise, GeneIdKind, GeneTable};
 use crate::data::{open_source, ExpressionSource, ObsFrame};
 use crate::{Error, Result};
 
@@ -48,6 +48,9 @@ pub fn build_corpus(manifest: &Manifest, out: &Path, opts: &BuildOptions) -> Res
     }
     let tmp = crate::atomic::temp_dir_beside(out)?;
     let summary = build_into(manifest, tmp.path(), opts)?;
+    if summary.n_samples == 0 || summary.n_vars == 0 {
+        return Err(empty_corpus(manifest, &summary));
+    }
     if out.exists() {
         // Swap in the new corpus before deleting the old one, so a failure leaves one of them whole.
         let old = crate::atomic::temp_dir_beside(out)?;
@@ -57,6 +60,36 @@ pub fn build_corpus(manifest: &Manifest, out: &Path, opts: &BuildOptions) -> Res
         std::fs::rename(tmp.keep(), out).map_err(|e| Error::io(out, e))?;
     }
     Ok(summary)
+}
+
+/// Why a build kept no sample or no gene, dataset by dataset (an empty corpus is never written).
+fn empty_corpus(manifest: &Manifest, summary: &CorpusSummary) -> Error {
+    let why: Vec<String> = summary
+        .datasets
+        .iter()
+        .map(|d| {
+            let hint = if d.n_genes_harmonised == 0 && d.n_vars_input > 0 {
+                format!(
+                    ": none of its {} var names mapped as {} gene ids{}",
+                    d.n_vars_input,
+                    format!("{:?}", d.mapping.kind).to_lowercase(),
+                    if d.gene_ids == GeneIdKind::Raw { "" } else { " (gene_ids = \"raw\" keeps names as they are)" }
+                )
+            } else {
+                format!(
+                    ": {} of {} samples failed QC (min_genes_per_cell = {})",
+                    d.n_failed_qc, d.n_after_cap, manifest.filters.min_genes_per_cell
+                )
+            };
+            format!("{} ({}){hint}", d.name, d.path.display())
+        })
+        .collect();
+    Error::Invalid(format!(
+        "the corpus would hold {} samples × {} genes, nothing to train on; {}",
+        summary.n_samples,
+        summary.n_vars,
+        why.join("; ")
+    ))
 }
 
 /// A decoded chunk of kept samples, genes already in union ids.

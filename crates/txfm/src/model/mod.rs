@@ -10,6 +10,7 @@ mod block;
 mod config;
 mod decoder;
 mod encoder;
+pub mod flops;
 mod loss;
 mod sampling;
 #[cfg(test)]

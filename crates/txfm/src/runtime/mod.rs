@@ -2,7 +2,9 @@
 //! the runtime is not smeared through the codebase.
 
 pub mod autocast;
+pub mod device_memory;
 pub mod dist;
+pub mod hooks;
 
 pub use autocast::{with_autocast, AutocastDtype};
 

@@ -14,7 +14,8 @@ use tch::{Device, Kind, nn};
 use super::batch::Batch;
 use super::config::OptimizerConfig;
 use super::optim::AdamW;
-use crate::model::{BatchTensors, CountActivation, DecoderConfig, LossKind, ModelConfig, TxFm, num_parameters};
+use crate::model::{flops, BatchTensors, CountActivation, DecoderConfig, LossKind, ModelConfig, TxFm, num_parameters};
+use crate::runtime::device_memory::{peak_memory, reset_peak_memory};
 use crate::runtime::{with_autocast, AutocastDtype, DeviceSpec};
 use crate::{Error, Result};
 
@@ -46,6 +47,8 @@ pub struct BenchConfig {
     /// as the trainer does.
     pub autocast: Option<AutocastDtype>,
     pub seed: u64,
+    /// The device's peak dense TFLOP/s at the run's precision; with it the result has an MFU.
+    pub peak_tflops: Option<f64>,
 }
 
 /// Deterministic fingerprint of batch 0, printed by both sides to show they see the same data.
@@ -91,6 +94,14 @@ pub struct BenchResult {
     pub device: String,
     pub last_loss: Option<f64>,
     pub check: BatchCheck,
+    /// Matmul FLOPs per sample of the timed work ([`crate::model::flops`]).
+    pub flops_per_sample: f64,
+    /// `flops_per_sample · samples/s`, in TFLOP/s.
+    pub achieved_tflops: f64,
+    /// Model FLOPs utilisation: `achieved_tflops / peak_tflops`, when the peak was given.
+    pub mfu: Option<f64>,
+    /// Peak GPU memory held by tensors over warm-up and timed steps (CUDA only), in MiB.
+    pub peak_memory_mib: Option<f64>,
 }
 
 /// The splitmix64 finaliser.
@@ -261,6 +272,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchResult> {
     let check = batch_check(&host[0]);
     let batches: Vec<BatchTensors> = host.iter().map(|b| BatchTensors::from_batch(b, device)).collect();
     drop(host);
+    reset_peak_memory(device);
 
     let total = config.warmup + config.steps;
     let autocast = if device == Device::Cpu { None } else { config.autocast };
@@ -315,10 +327,13 @@ pub fn run(config: &BenchConfig) -> Result<BenchResult> {
     }
 
     let ms = |x: Option<f64>| x.map(|s| round(1e3 * s, 2));
+    let samples_per_s = (config.batch * config.steps) as f64 / elapsed.max(1e-12);
+    let flops_per_sample = if config.embed { flops::embed_flops(m) } else { flops::train_flops(m, config.genes) };
+    let achieved_tflops = flops_per_sample * samples_per_s / 1e12;
     Ok(BenchResult {
         implementation: "rust",
         mode: if config.embed { "embed" } else { "train" },
-        samples_per_s: round((config.batch * config.steps) as f64 / elapsed.max(1e-12), 2),
+        samples_per_s: round(samples_per_s, 2),
         params,
         elapsed_s: round(elapsed, 3),
         median_step_ms: ms(median(&step_s)),
@@ -345,6 +360,10 @@ pub fn run(config: &BenchConfig) -> Result<BenchResult> {
         device: format!("{device:?}"),
         last_loss,
         check,
+        flops_per_sample,
+        achieved_tflops: round(achieved_tflops, 3),
+        mfu: config.peak_tflops.map(|p| round(achieved_tflops / p, 4)),
+        peak_memory_mib: peak_memory(device).map(|p| round(p.allocated_bytes as f64 / (1u64 << 20) as f64, 1)),
     })
 }
 

@@ -42,6 +42,10 @@ pub struct RunConfig {
     /// The reduced type under autocast: `bf16` (default; no loss scaling needed) or `f16`.
     #[serde(default = "default_autocast_dtype")]
     pub autocast_dtype: AutocastDtype,
+    /// Data-parallel runs: gradients are all-reduced in buckets of about this many MiB, each
+    /// started as soon as the backward pass has filled it (PyTorch DDP's `bucket_cap_mb`).
+    #[serde(default = "default_bucket_mb")]
+    pub bucket_mb: f64,
     pub optimizer: OptimizerConfig,
     pub model: ModelConfig,
     pub loader: LoaderConfig,
@@ -64,6 +68,10 @@ pub struct OptimizerConfig {
     /// Share of the steps spent warming up linearly from 0 to `lr`; a cosine decays it back to 0
     /// over the rest.
     pub warmup_fraction: f64,
+}
+
+fn default_bucket_mb() -> f64 {
+    25.0
 }
 
 fn default_autocast_dtype() -> AutocastDtype {
@@ -101,6 +109,7 @@ impl RunConfig {
             eval_batches: None,
             autocast: false,
             autocast_dtype: AutocastDtype::Bf16,
+            bucket_mb: default_bucket_mb(),
             optimizer: OptimizerConfig { lr: 2e-2, ..OptimizerConfig::default() },
             model,
             loader,
@@ -122,6 +131,7 @@ impl RunConfig {
             // bf16 on GPU, as the paper trained.
             autocast: true,
             autocast_dtype: AutocastDtype::Bf16,
+            bucket_mb: default_bucket_mb(),
             optimizer: OptimizerConfig::default(),
             model,
             loader,
@@ -174,6 +184,9 @@ impl RunConfig {
         }
         if self.eval_every == 0 {
             return bad("eval_every", "must be positive".into());
+        }
+        if !(self.bucket_mb.is_finite() && self.bucket_mb >= 0.0) {
+            return bad("bucket_mb", format!("must be a size in MiB (>= 0), got {}", self.bucket_mb));
         }
         if self.eval_batches == Some(0) {
             return bad("eval_batches", "must be positive (or left out for the whole split)".into());

@@ -15,8 +15,8 @@
 //! share of every global batch of N · `loader.batch_size` samples ([`Loader::sharded`]); the
 //! schedule, the total steps and the weight decay are defined on these global steps. Every rank
 //! starts from rank 0's parameters, weights its masked-mean loss by its share of the global batch's
-//! loss terms, and after the backward pass the gradients are averaged over the ranks (bucketed
-//! all-reduce), so clipping and AdamW see the gradient of the global batch's loss and every rank
+//! loss terms, and the gradients are averaged over the ranks in buckets whose all-reduce starts
+//! during the backward pass ([`GradReducer`]), so clipping and AdamW see the gradient of the global batch's loss and every rank
 //! applies the same update. Stochastic depth draws from a generator seeded by (seed, step, rank):
 //! rank 0's draws are a single-process run's, the others' differ, so an N-rank run equals a
 //! one-rank run with the global batch size exactly only without stochastic depth (`drop_path = 0`),
@@ -35,14 +35,14 @@ use std::time::Instant;
 
 use tch::{nn, Device};
 
-use crate::runtime::dist::{self, World};
+use crate::runtime::dist::{self, GradReducer, World};
 use crate::runtime::{cuda_device_count, with_autocast};
 
 use super::checkpoint::{self, checkpoints_dir, Checkpoint, TrainState};
 use super::batch::Batch;
 use super::config::RunConfig;
 use super::eval::{evaluate, Evaluation, GeneMeans};
-use super::loader::{Loader, LoaderState, Split};
+use super::loader::{Batches, Loader, LoaderState, Split};
 use super::metrics::{read_metrics, MetricsLog, StepRecord};
 use super::plot::write_loss_curve;
 use super::optim::AdamW;
@@ -306,59 +306,67 @@ fn run(world: &World, corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOption
     let mut train_losses = Vec::new();
     let (mut samples, mut train_secs) = (0usize, 0.0f64);
     let mut last_eval = None;
+    // Data-parallel gradient averaging, overlapped with the backward pass.
+    let reducer = world
+        .is_distributed()
+        .then(|| GradReducer::new(dist::world()?, &params, (config.bucket_mb * (1 << 20) as f64) as usize))
+        .transpose()?;
     let mut batches = train_loader.epoch_iter(state.loader);
-    while state.step < stop {
+    // The step's batch is already on its way to the device: each step stages the next one before
+    // it reads its own loss (its one host synchronisation), so on a GPU the copy overlaps the
+    // step's kernels (double buffering; the host side is pinned).
+    let mut staged = (state.step < stop).then(|| next_batch(&train_loader, &mut batches, state.loader).map(|b| Staged::new(map.apply(b), device, world))).transpose()?;
+    while let Some(batch) = staged.take() {
         let started = Instant::now();
-        let Some(batch) = batches.next() else {
-            // The epoch is over; `state.loader` has already rolled over to the next one.
-            batches = train_loader.epoch_iter(state.loader);
-            continue;
-        };
-        let batch = map.apply(batch?);
         let lr = schedule.lr(state.step);
         tch::manual_seed(rank_step_seed(config.seed, state.step, world.rank));
-        let tensors = BatchTensors::from_batch(&batch, device);
-        let (loss, _, _) = with_autocast(device, autocast, || model.forward(&tensors, true));
-        let (loss_value, batch_samples) = if world.is_distributed() {
-            // The global batch's loss: the ranks' masked means weighted by their numbers of loss
-            // terms (equal shares unless the epoch's last batch was split unevenly).
-            let terms = batch.target_mask.iter().filter(|&&m| m).count() as f64;
-            let mut sums = [loss.double_value(&[]) * terms, terms, batch.n as f64];
-            world.all_reduce_sum_f64(&mut sums)?;
-            let all_terms = sums[1].max(1.0);
-            let weight = terms * world.size as f64 / all_terms;
-            // `backward_step` with the gradients averaged over the ranks before clipping.
+        let (loss, _, _) = with_autocast(device, autocast, || model.forward(&batch.tensors, true));
+        // Loss terms and samples of the global batch (host numbers: no device synchronisation).
+        let mut global = [batch.terms, batch.n as f64];
+        if let Some(reducer) = &reducer {
+            world.all_reduce_sum_f64(&mut global)?;
+            // The global batch's loss is the ranks' masked means weighted by their numbers of loss
+            // terms (equal shares unless the epoch's last batch was split unevenly); its gradient
+            // is the mean over the ranks of these weighted losses' gradients.
+            let weight = batch.terms * world.size as f64 / global[0].max(1.0);
             optimizer.zero_grad();
+            reducer.prepare();
             (&loss * weight).backward();
-            let grads = gradients(&params)?;
-            world.all_reduce_mean(&grads)?;
+            reducer.finish()?;
             if let Some(max_norm) = config.optimizer.grad_clip {
                 let _norm = optimizer.clip_grad_norm(max_norm);
             }
             optimizer.step(lr, weight_decay);
-            (sums[0] / all_terms, sums[2] as usize)
         } else {
             optimizer.backward_step(&loss, config.optimizer.grad_clip, lr, weight_decay);
-            // Read once the whole step is queued: on a GPU the step's one host sync then waits
-            // for kernels already running instead of stalling between forward and backward. A
-            // non-finite loss has reached the weights by now, but they are never checkpointed:
-            // the run stops here and keeps its last good checkpoint.
-            (loss.double_value(&[]), batch.n)
+        }
+        let epoch = state.loader.epoch;
+        state.step += 1;
+        state.loader = state.loader.after_batch(batches_per_epoch);
+        state.next_lr = schedule.lr(state.step);
+        if state.step < stop {
+            staged = Some(Staged::new(map.apply(next_batch(&train_loader, &mut batches, state.loader)?), device, world));
+        }
+        // Read once the whole step and the next batch's copy are queued. A non-finite loss has
+        // reached the weights by now, but they are never checkpointed: the run stops here and
+        // keeps its last good checkpoint.
+        let loss_value = if reducer.is_some() {
+            let mut sum = [loss.double_value(&[]) * batch.terms];
+            world.all_reduce_sum_f64(&mut sum)?;
+            sum[0] / global[0].max(1.0)
+        } else {
+            loss.double_value(&[])
         };
         if !loss_value.is_finite() {
             bar.abandon();
             let kept = last_checkpoint.as_ref().map_or("none was written yet".to_string(), |p: &PathBuf| p.display().to_string());
             return Err(Error::Invalid(format!(
                 "step {} of {total}: the training loss is {loss_value}; stopped. Last good checkpoint: {kept}",
-                state.step + 1
+                state.step
             )));
         }
-        let epoch = state.loader.epoch;
-        state.step += 1;
-        state.loader = state.loader.after_batch(batches_per_epoch);
-        state.next_lr = schedule.lr(state.step);
         train_losses.push(loss_value);
-        samples += batch_samples;
+        samples += global[1] as usize;
         train_secs += started.elapsed().as_secs_f64();
         let samples_per_s = samples as f64 / train_secs.max(1e-9);
 
@@ -401,20 +409,30 @@ fn run(world: &World, corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOption
     })
 }
 
-/// The current gradient of every parameter; data-parallel training needs all of them, or the
-/// ranks' buckets would not line up.
-fn gradients(params: &[(String, tch::Tensor)]) -> Result<Vec<tch::Tensor>> {
-    params
-        .iter()
-        .map(|(name, p)| {
-            let g = p.grad();
-            if g.defined() {
-                Ok(g)
-            } else {
-                Err(Error::Invalid(format!("parameter {name} got no gradient; data-parallel training needs one for every parameter")))
-            }
-        })
-        .collect()
+/// A training batch whose tensors are on (or being copied to) the device.
+struct Staged {
+    tensors: BatchTensors,
+    /// Samples in the batch.
+    n: usize,
+    /// Loss terms (masked target entries), which weigh the ranks' losses in data-parallel runs;
+    /// counted only there.
+    terms: f64,
+}
+
+impl Staged {
+    fn new(batch: Batch, device: Device, world: &World) -> Staged {
+        let terms = if world.is_distributed() { batch.target_mask.iter().filter(|&&m| m).count() as f64 } else { 0.0 };
+        Staged { tensors: BatchTensors::from_batch(&batch, device), n: batch.n, terms }
+    }
+}
+
+/// The next training batch, from the next epoch (whose position `at` is) once this one is over.
+fn next_batch(loader: &Loader, batches: &mut Batches, at: LoaderState) -> Result<Batch> {
+    if let Some(b) = batches.next() {
+        return b;
+    }
+    *batches = loader.epoch_iter(at);
+    batches.next().unwrap_or_else(|| Err(Error::Invalid("the training split yields no batch".into())))
 }
 
 /// Rank 0 writes the checkpoint; every rank waits for it at a barrier and returns its folder.

@@ -8,15 +8,19 @@
 //! own process groups are out of reach: the wheel ships `ProcessGroupGloo.hpp` without the gloo
 //! headers it includes, and `ProcessGroupNCCL` is a C++ class tch cannot hold.
 //!
-//! Gradients are reduced after the backward pass, bucket by bucket (25 MB, as PyTorch DDP's
-//! default), not overlapped with it: tch exposes no autograd hooks to start a bucket's reduction
-//! as soon as its last gradient is ready.
+//! Gradients are averaged by a [`GradReducer`] in buckets of `bucket_mb` (PyTorch DDP's 25 MB by
+//! default), each started the moment the backward pass has produced its last gradient, so the
+//! communication overlaps the rest of the backward pass (libtorch's post-accumulate-grad hooks,
+//! through `csrc/grad_hooks.cpp`).
 //!
 //! A process not started by a launcher is a world of one: every collective is a no-op, and no MPI
 //! call is made, so single-process runs are what they were before data parallelism existed.
 
 pub mod mpi;
 mod nccl;
+mod reducer;
+
+pub use reducer::GradReducer;
 
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -27,7 +31,7 @@ use self::mpi::Mpi;
 use self::nccl::Nccl;
 use crate::{Error, Result};
 
-/// Gradient bucket size in bytes: PyTorch DDP's default `bucket_cap_mb = 25`.
+/// Bucket size in bytes of [`World::broadcast_tensors`]: PyTorch DDP's default `bucket_cap_mb = 25`.
 pub const BUCKET_BYTES: usize = 25 << 20;
 
 /// The ranks of one training job and this process's place among them.
@@ -138,21 +142,6 @@ impl World {
         self.mpi().map_or(Ok(()), |mpi| mpi.all_reduce_sum_f64(values))
     }
 
-    /// Replaces every tensor with its mean over the world, in [`BUCKET_BYTES`] buckets of
-    /// consecutive tensors. All float32, on one device; every rank passes the same shapes in the
-    /// same order (the gradients of the same parameters).
-    pub fn all_reduce_mean(&self, tensors: &[Tensor]) -> Result<()> {
-        if !self.is_distributed() {
-            return Ok(());
-        }
-        let size = self.size as f64;
-        self.bucketed(tensors, |flat| {
-            self.reduce_flat(flat)?;
-            let _ = flat.shallow_clone().g_div_scalar_(size);
-            Ok(())
-        })
-    }
-
     /// Gives every tensor rank `root`'s value (the initial parameters), in buckets as above.
     pub fn broadcast_tensors(&self, tensors: &[Tensor], root: usize) -> Result<()> {
         if !self.is_distributed() {
@@ -183,13 +172,37 @@ impl World {
         })
     }
 
-    fn reduce_flat(&self, flat: &Tensor) -> Result<()> {
+    /// Starts an in-place sum over the world of a contiguous float32 buffer, which must stay
+    /// untouched until [`World::finish_sums`].
+    fn start_sum(&self, flat: &Tensor) -> Result<()> {
+        if !self.is_distributed() {
+            return Ok(());
+        }
         match (flat.device(), self.nccl.get(), self.mpi()) {
-            (Device::Cuda(_), Some(nccl), _) => nccl.all_reduce_sum(flat),
+            (Device::Cuda(_), Some(nccl), _) => nccl.start_all_reduce_sum(flat),
             (Device::Cpu, _, Some(mpi)) => {
-                // SAFETY: `flat` is a contiguous float32 CPU tensor (made by `cat`) that outlives the call.
-                unsafe { mpi.all_reduce_sum_f32(flat.data_ptr().cast(), flat.numel()) }
+                // SAFETY: `flat` is a contiguous float32 CPU tensor that the reducer keeps, unused,
+                // until `finish_sums`.
+                unsafe { mpi.start_all_reduce_sum_f32(flat.data_ptr().cast(), flat.numel()) }
             }
+            (device, ..) => Err(self.no_backend(device)),
+        }
+    }
+
+    /// Lets MPI advance the sums started on CPU (NCCL's run by themselves on their stream).
+    fn progress_sums(&self) -> Result<()> {
+        self.mpi().map_or(Ok(()), |mpi| mpi.test_all().map(drop))
+    }
+
+    /// Completes every sum started on `device`: waits for MPI's, or makes the default CUDA stream
+    /// wait for NCCL's.
+    fn finish_sums(&self, device: Device) -> Result<()> {
+        if !self.is_distributed() {
+            return Ok(());
+        }
+        match (device, self.nccl.get(), self.mpi()) {
+            (Device::Cuda(_), Some(nccl), _) => nccl.join(),
+            (_, _, Some(mpi)) => mpi.wait_all(),
             (device, ..) => Err(self.no_backend(device)),
         }
     }
@@ -245,7 +258,8 @@ mod tests {
         let w = World::single();
         assert!(!w.is_distributed() && w.is_root());
         let t = Tensor::from_slice(&[1.0f32, 2.0]);
-        w.all_reduce_mean(std::slice::from_ref(&t)).unwrap();
+        w.start_sum(&t).unwrap();
+        w.finish_sums(t.device()).unwrap();
         w.broadcast_tensors(std::slice::from_ref(&t), 0).unwrap();
         assert_eq!(Vec::<f32>::try_from(&t).unwrap(), vec![1.0, 2.0]);
         let mut v = [1.5];

@@ -27,6 +27,9 @@ mod ffi {
         pub fn txfm_mpi_bcast_bytes(buf: *mut c_void, n: c_longlong, root: c_int) -> c_int;
         pub fn txfm_mpi_allreduce_sum_f32(buf: *mut f32, n: c_longlong) -> c_int;
         pub fn txfm_mpi_allreduce_sum_f64(buf: *mut f64, n: c_longlong) -> c_int;
+        pub fn txfm_mpi_iallreduce_sum_f32(buf: *mut f32, n: c_longlong) -> c_int;
+        pub fn txfm_mpi_test_all(done: *mut c_int) -> c_int;
+        pub fn txfm_mpi_wait_all() -> c_int;
         pub fn txfm_mpi_error_string(code: c_int, buf: *mut c_char, len: c_int);
     }
 }
@@ -91,6 +94,30 @@ impl Mpi {
         // SAFETY: the caller's contract.
         check("all-reduce", unsafe { ffi::txfm_mpi_allreduce_sum_f32(ptr, n as i64) })
     }
+
+    /// Starts an in-place sum over the world of `n` floats at `ptr`; [`Mpi::wait_all`] completes it.
+    ///
+    /// # Safety
+    /// `ptr` must stay valid for reads and writes of `n` `f32`s, and untouched, until
+    /// [`Mpi::wait_all`] returns.
+    pub unsafe fn start_all_reduce_sum_f32(&self, ptr: *mut f32, n: usize) -> Result<()> {
+        // SAFETY: the caller's contract.
+        check("all-reduce (non-blocking)", unsafe { ffi::txfm_mpi_iallreduce_sum_f32(ptr, n as i64) })
+    }
+
+    /// Advances the started sums; whether all are done.
+    pub fn test_all(&self) -> Result<bool> {
+        let mut done = 0;
+        // SAFETY: an out-parameter; the shim owns the requests.
+        check("test", unsafe { ffi::txfm_mpi_test_all(&mut done) })?;
+        Ok(done != 0)
+    }
+
+    /// Completes every started sum.
+    pub fn wait_all(&self) -> Result<()> {
+        // SAFETY: the shim owns the requests.
+        check("wait", unsafe { ffi::txfm_mpi_wait_all() })
+    }
 }
 
 #[cfg(not(txfm_mpi))]
@@ -127,6 +154,20 @@ impl Mpi {
     /// # Safety
     /// Never called: no `Mpi` exists without MPI.
     pub unsafe fn all_reduce_sum_f32(&self, _ptr: *mut f32, _n: usize) -> Result<()> {
+        unreachable!("no Mpi without MPI")
+    }
+
+    /// # Safety
+    /// Never called: no `Mpi` exists without MPI.
+    pub unsafe fn start_all_reduce_sum_f32(&self, _ptr: *mut f32, _n: usize) -> Result<()> {
+        unreachable!("no Mpi without MPI")
+    }
+
+    pub fn test_all(&self) -> Result<bool> {
+        unreachable!("no Mpi without MPI")
+    }
+
+    pub fn wait_all(&self) -> Result<()> {
         unreachable!("no Mpi without MPI")
     }
 }
