@@ -130,9 +130,10 @@ impl GradReducer {
                 let _ = b.flat.shallow_clone().g_div_scalar_(size);
                 let mut at = 0;
                 for &i in &b.members {
-                    let g = s.params[i].grad();
+                    let mut g = s.params[i].grad();
                     let n = g.numel() as i64;
-                    g.view([-1]).copy_(&b.flat.narrow(0, at, n));
+                    // `copy_` follows the gradient's strides, whatever its layout.
+                    g.copy_(&b.flat.narrow(0, at, n).view_as(&g));
                     at += n;
                 }
             }
