@@ -50,6 +50,21 @@ fn baselines_on_the_fly_give_the_full_table_and_recover_the_true_pairs() {
         &[out.join("cells.h5ad").to_str().unwrap()],
     );
     assert_eq!(py.trim(), "1200 ['X_libnorm', 'X_pca'] True");
+    // One copy with both keys: equal to what `txfm baseline pca` writes alone, X equal to the
+    // input's, and no stage file left behind.
+    let o = txfm(&["baseline", "pca", "s.h5ad", "--out", "alone.h5ad"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let py = txfm::testing::run_python(
+        "import sys, numpy as np, anndata\n\
+         a, b, s = (anndata.read_h5ad(p) for p in sys.argv[1:4])\n\
+         print(np.array_equal(a.obsm['X_pca'], b.obsm['X_pca']), (a.X != s.X).nnz == 0, a.obs.equals(s.obs))",
+        &[out.join("cells.h5ad").to_str().unwrap(), dir.path().join("alone.h5ad").to_str().unwrap(), dir.path().join("s.h5ad").to_str().unwrap()],
+    );
+    assert_eq!(py.trim(), "True True True");
+    let mut left: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|f| f.starts_with("cells.")).collect();
+    left.sort();
+    let expected = ["cells.h5ad", "cells.libnorm.genes.tsv", "cells.pca.pca.json", "cells.pca.pcs.tsv"];
+    assert_eq!(left, expected.map(String::from).to_vec(), "only the copy, LibNorm's genes and PCA's loadings and summary");
 }
 
 #[test]

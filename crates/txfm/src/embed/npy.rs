@@ -62,6 +62,69 @@ fn obs_tsv(obs: &ObsFrame) -> String {
     out
 }
 
+/// Reads rows back from a float32 C-order 2-D `.npy` (what [`NpyWriter`] writes, or numpy's
+/// `np.save` of such an array), without loading the whole file.
+#[derive(Debug)]
+pub struct NpyRows {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Byte offset of the data.
+    start: u64,
+    pub n_obs: usize,
+    pub d: usize,
+}
+
+impl NpyRows {
+    pub fn open(path: &Path) -> Result<Self> {
+        use std::io::Read;
+        let bad = |what: &str| Error::format(path, format!("not a float32 C-order 2-D .npy: {what}"));
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut lead = [0u8; 12];
+        file.read_exact(&mut lead[..10]).map_err(|e| Error::io(path, e))?;
+        if &lead[..6] != b"\x93NUMPY" {
+            return Err(bad("no NUMPY magic"));
+        }
+        // Versions 2 and 3 widen the header length to 4 bytes.
+        let (len, at) = match lead[6] {
+            1 => (u16::from_le_bytes([lead[8], lead[9]]) as usize, 10),
+            2 | 3 => {
+                file.read_exact(&mut lead[10..12]).map_err(|e| Error::io(path, e))?;
+                (u32::from_le_bytes([lead[8], lead[9], lead[10], lead[11]]) as usize, 12)
+            }
+            v => return Err(bad(&format!("format version {v}"))),
+        };
+        let mut dict = vec![0u8; len];
+        file.read_exact(&mut dict).map_err(|e| Error::io(path, e))?;
+        let dict = String::from_utf8_lossy(&dict);
+        if !dict.contains("'descr': '<f4'") {
+            return Err(bad("dtype is not '<f4'"));
+        }
+        if !dict.contains("'fortran_order': False") {
+            return Err(bad("Fortran order"));
+        }
+        let shape = dict.split("'shape': (").nth(1).and_then(|r| r.split(')').next()).ok_or_else(|| bad("no shape"))?;
+        let dims: Vec<usize> = shape.split(',').map(str::trim).filter(|x| !x.is_empty()).map(str::parse).collect::<std::result::Result<_, _>>().map_err(|_| bad("shape"))?;
+        let [n_obs, d] = dims[..] else { return Err(bad(&format!("shape ({shape}) is not 2-D"))) };
+        let start = (at + len) as u64;
+        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if size != start + (n_obs * d * 4) as u64 {
+            return Err(bad(&format!("{size} bytes for a {n_obs} × {d} array")));
+        }
+        Ok(NpyRows { path: path.to_path_buf(), file, start, n_obs, d })
+    }
+
+    /// Rows `rows` as `[rows.len(), d]` values.
+    pub fn read_rows(&self, rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
+        use std::os::unix::fs::FileExt;
+        if rows.end > self.n_obs {
+            return Err(Error::format(&self.path, format!("rows up to {} of {}", rows.end, self.n_obs)));
+        }
+        let mut bytes = vec![0u8; rows.len() * self.d * 4];
+        self.file.read_exact_at(&mut bytes, self.start + (rows.start * self.d * 4) as u64).map_err(|e| Error::io(&self.path, e))?;
+        Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+}
+
 impl NpyWriter {
     pub fn create(path: &Path, n_obs: usize, d: usize, obs: &ObsFrame) -> Result<Self> {
         let mut out = BufWriter::new(temp_file_beside(path)?);
@@ -108,6 +171,36 @@ mod tests {
         assert_eq!(u16::from_le_bytes([h[8], h[9]]) as usize, h.len() - 10);
         let text = std::str::from_utf8(&h[10..]).unwrap();
         assert!(text.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }") && text.ends_with(" \n"));
+    }
+
+    #[test]
+    fn rows_read_back_as_written_and_other_arrays_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.npy");
+        let obs = ObsFrame { names: (0..5).map(|i| format!("c{i}")).collect(), columns: vec![] };
+        let values: Vec<f32> = (0..15).map(|i| i as f32 * 0.5 - 2.0).collect();
+        let mut w: Box<dyn EmbeddingSink> = Box::new(NpyWriter::create(&path, 5, 3, &obs).unwrap());
+        let chunk = CsrChunk::new(0, 0);
+        w.write(&chunk, &values[..6]).unwrap();
+        w.write(&chunk, &values[6..]).unwrap();
+        w.finish().unwrap();
+        let r = NpyRows::open(&path).unwrap();
+        assert_eq!((r.n_obs, r.d), (5, 3));
+        assert_eq!(r.read_rows(0..5).unwrap(), values);
+        assert_eq!(r.read_rows(3..4).unwrap(), values[9..12]);
+        assert!(r.read_rows(4..6).is_err());
+
+        let f8 = dir.path().join("f8.npy");
+        let mut bytes = header(1, 1);
+        bytes.extend_from_slice(&1.0f32.to_le_bytes());
+        let mut wide = bytes.clone();
+        let at = wide.windows(3).position(|w| w == b"<f4").unwrap();
+        wide[at + 2] = b'8';
+        std::fs::write(&f8, &wide).unwrap();
+        assert!(NpyRows::open(&f8).unwrap_err().to_string().contains("dtype"));
+        bytes.pop();
+        std::fs::write(&f8, &bytes).unwrap();
+        assert!(NpyRows::open(&f8).unwrap_err().to_string().contains("bytes for a 1 × 1 array"));
     }
 
     #[test]

@@ -1,16 +1,22 @@
 //! The embeddings a benchmark compares, computed on the benchmark's own file in one call: the
-//! CLS embedding of a trained model (`X_txfm`), PCA (`X_pca`) and (Lib+Log)Norm (`X_libnorm`),
-//! each added to a copy of the h5ad by the same code as `txfm embed` and `txfm baseline`. This is
-//! what lets `txfm bench perturb --model RUN --baseline pca --baseline libnorm` (and the
-//! quickstart) go from raw counts to the full table in one command.
+//! CLS embedding of a trained model (`X_txfm`), PCA (`X_pca`) and (Lib+Log)Norm (`X_libnorm`), by
+//! the same code as `txfm embed` and `txfm baseline`. This is what lets `txfm bench perturb
+//! --model RUN --baseline pca --baseline libnorm` (and the quickstart) go from raw counts to the
+//! full table in one command.
+//!
+//! Each stage reads the input and writes its embedding alone (an `.npy`, or an `.h5ad` without X);
+//! one streamed pass then copies the input (obs, var, X, its obsm) with every new key added. The
+//! input's X is read once per stage and written once, however many stages there are.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::{fit_pca, write_libnorm, CountInput, LibNormConfig, PcaConfig, PcaOutputs};
+use crate::data::h5ad::obsm::{H5adCopy, ObsmReader};
 use crate::data::SourceOptions;
-use crate::embed::{EmbedJob, EmbedOptions, EmbedSummary};
+use crate::embed::npy::{obs_sidecar_path, NpyRows};
+use crate::embed::{EmbedJob, EmbedOptions, EmbedSummary, OutputFormat};
 use crate::{Error, Result};
 
 /// A baseline embedding computed from the input's counts.
@@ -51,7 +57,7 @@ pub struct Prepare {
     pub model: Option<PathBuf>,
     pub embed: EmbedOptions,
     pub baselines: Vec<Baseline>,
-    /// The h5ad matrix holding raw counts; must be `None` (X), which every copy carries.
+    /// The h5ad matrix holding raw counts; must be `None` (X), which the copy carries.
     pub layer: Option<String>,
 }
 
@@ -69,71 +75,116 @@ pub struct Prepared {
 }
 
 /// Adds the requested embeddings to a copy of `input` written at `output` (`output` must differ
-/// from `input`; each stage writes a temporary copy beside `output`, removed at the end). PCA
-/// loadings and explained variance land beside `output` as `<stem>.pca.pcs.tsv` /
-/// `<stem>.pca.pca.json`.
+/// from `input`; each stage writes a temporary file beside `output`, removed at the end, also on
+/// error). PCA loadings and explained variance land beside `output` as `<stem>.pca.pcs.tsv` /
+/// `<stem>.pca.pca.json`, LibNorm's genes as `<stem>.libnorm.genes.tsv`.
 pub fn prepare(input: &Path, output: &Path, what: &Prepare, progress: &indicatif::ProgressBar) -> Result<Prepared> {
     if input == output {
         return Err(Error::Invalid(format!("{}: the prepared copy needs a path other than the input's", output.display())));
     }
     if let Some(layer) = &what.layer {
-        // The copies carry X, obs, var and obsm, not layers: later stages and the benchmark
-        // would read X where the counts are not.
+        // The copy carries X, obs, var and obsm, not layers: the benchmark would read X where the
+        // counts are not.
         return Err(Error::format(
             input,
             format!("raw counts in layer '{layer}': adding embeddings needs them in X (in Python: adata.X = adata.layers['{layer}'])"),
         ));
     }
-    let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "cells".into());
-    let stage = |name: &str| output.with_file_name(format!("{stem}.{name}.h5ad"));
-    let source = SourceOptions::default();
-    let mut current = input.to_path_buf();
+    if what.model.is_none() && what.baselines.is_empty() {
+        return Err(Error::Invalid("nothing to prepare: give a model or a baseline".into()));
+    }
     let mut temporaries = Vec::new();
+    let outcome = prepare_stages(input, output, what, progress, &mut temporaries);
+    for t in temporaries.iter().filter(|t| t.exists()) {
+        // A leftover temporary is untidy but harms nothing; the outcome is what matters.
+        let _ = std::fs::remove_file(t);
+    }
+    outcome
+}
+
+/// One stage's embedding, read back row block by row block for the final copy.
+enum StageRows {
+    Npy(NpyRows),
+    Obsm(ObsmReader),
+}
+
+impl StageRows {
+    fn dim(&self) -> usize {
+        match self {
+            StageRows::Npy(r) => r.d,
+            StageRows::Obsm(r) => r.dim(),
+        }
+    }
+
+    fn read_rows(&self, rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
+        match self {
+            StageRows::Npy(r) => r.read_rows(rows),
+            StageRows::Obsm(r) => r.read_rows(rows),
+        }
+    }
+}
+
+/// Rows per block of the final copy.
+const COPY_ROWS: usize = 8192;
+
+fn prepare_stages(input: &Path, output: &Path, what: &Prepare, progress: &indicatif::ProgressBar, temporaries: &mut Vec<PathBuf>) -> Result<Prepared> {
+    let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "cells".into());
+    let stage = |name: &str| output.with_file_name(format!("{stem}.{name}"));
+    let source = SourceOptions::default();
     let mut out = Prepared { h5ad: output.to_path_buf(), keys: vec![], embed: None, pca_variance: None, warnings: vec![] };
+    let mut stages: Vec<StageRows> = Vec::new();
 
     if let Some(model) = &what.model {
-        let next = stage("txfm");
+        let npy = stage("txfm.npy");
+        temporaries.extend([npy.clone(), obs_sidecar_path(&npy)]);
         let opts = EmbedOptions {
             model: model.clone(),
-            input: current.clone(),
-            output: next.clone(),
-            format: None,
+            input: input.to_path_buf(),
+            output: npy.clone(),
+            format: Some(OutputFormat::Npy),
             key: "X_txfm".into(),
             source: source.clone(),
             ..what.embed.clone()
         };
-        out.embed = Some(EmbedJob::prepare(opts)?.run(progress)?);
+        let mut summary = EmbedJob::prepare(opts)?.run(progress)?;
+        summary.files = vec![output.to_path_buf()];
+        out.embed = Some(summary);
+        stages.push(StageRows::Npy(NpyRows::open(&npy)?));
         out.keys.push("X_txfm".into());
-        temporaries.push(next.clone());
-        current = next;
     }
     for &baseline in &what.baselines {
         let next = match baseline {
-            Baseline::Pca => stage("pca"),
-            Baseline::Libnorm => stage("libnorm"),
+            Baseline::Pca => stage("pca.h5ad"),
+            Baseline::Libnorm => stage("libnorm.h5ad"),
         };
-        let mut counts = CountInput::open(&current, &source)?;
+        temporaries.push(next.clone());
+        let mut counts = CountInput::open(input, &source)?;
         match baseline {
             Baseline::Pca => {
                 let pca = fit_pca(&mut counts, &PcaConfig::default(), &mut |_| {})?;
-                out.warnings.extend(pca.write(&mut counts, &PcaOutputs::beside(&next), false)?);
+                pca.write(&mut counts, &PcaOutputs::beside(&next), true)?;
                 out.pca_variance = Some(pca.explained_variance_ratio.iter().sum());
             }
             Baseline::Libnorm => {
-                let summary = write_libnorm(&mut counts, &LibNormConfig::default(), &next, false, &mut |_| {})?;
-                out.warnings.extend(summary.warnings);
+                write_libnorm(&mut counts, &LibNormConfig::default(), &next, true, &mut |_| {})?;
             }
         }
+        stages.push(StageRows::Obsm(ObsmReader::open(&next, baseline.obsm_key())?));
         out.keys.push(baseline.obsm_key().into());
-        temporaries.push(next.clone());
-        current = next;
     }
-    if current == input {
-        return Err(Error::Invalid("nothing to prepare: give a model or a baseline".into()));
+
+    let keys: Vec<&str> = out.keys.iter().map(String::as_str).collect();
+    let mut copy = H5adCopy::create(input, output, &keys)?;
+    let n = copy.n_obs();
+    let mut start = 0;
+    while start < n {
+        let rows = start..(start + COPY_ROWS).min(n);
+        let values = stages.iter().map(|s| s.read_rows(rows.clone())).collect::<Result<Vec<_>>>()?;
+        let entries: Vec<(&str, usize, &[f32])> = keys.iter().zip(&stages).zip(&values).map(|((k, s), v)| (*k, s.dim(), v.as_slice())).collect();
+        copy.append(rows.len(), &entries)?;
+        start = rows.end;
     }
-    std::fs::rename(&current, output).map_err(|e| Error::io(output, e))?;
-    for t in temporaries.iter().filter(|t| **t != current) {
-        std::fs::remove_file(t).map_err(|e| Error::io(t, e))?;
-    }
+    out.warnings.extend(copy.warnings().iter().cloned());
+    copy.finish()?;
     Ok(out)
 }
