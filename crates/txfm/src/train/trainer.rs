@@ -16,8 +16,8 @@
 //! schedule, the total steps and the weight decay are defined on these global steps. Every rank
 //! starts from rank 0's parameters, weights its masked-mean loss by its share of the global batch's
 //! loss terms, and the gradients are averaged over the ranks in buckets whose all-reduce starts
-//! during the backward pass ([`GradReducer`]), so clipping and AdamW see the gradient of the global batch's loss and every rank
-//! applies the same update. Stochastic depth draws from a generator seeded by (seed, step, rank):
+//! during the backward pass ([`GradReducer`]), so clipping and AdamW see the gradient of the
+//! global batch's loss and every rank applies the same update. Stochastic depth draws from a generator seeded by (seed, step, rank):
 //! rank 0's draws are a single-process run's, the others' differ, so an N-rank run equals a
 //! one-rank run with the global batch size exactly only without stochastic depth (`drop_path = 0`),
 //! and up to float summation order. Rank 0 alone evaluates and writes the run folder (metrics,
@@ -211,7 +211,7 @@ fn trainable(vs: &nn::VarStore) -> Vec<(String, tch::Tensor)> {
     vars
 }
 
-fn run(world: &World, corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, from: Start) -> Result<TrainOutcome> {
+fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOptions, from: Start) -> Result<TrainOutcome> {
     let device = rank_device(&config, world)?;
     world.use_device(device)?;
     let (vocab, map) = match &from {
@@ -309,13 +309,14 @@ fn run(world: &World, corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOption
     // Data-parallel gradient averaging, overlapped with the backward pass.
     let reducer = world
         .is_distributed()
-        .then(|| GradReducer::new(dist::world()?, &params, (config.bucket_mb * (1 << 20) as f64) as usize))
+        .then(|| GradReducer::new(world, &params, (config.bucket_mb * (1 << 20) as f64) as usize))
         .transpose()?;
     let mut batches = train_loader.epoch_iter(state.loader);
     // The step's batch is already on its way to the device: each step stages the next one before
     // it reads its own loss (its one host synchronisation), so on a GPU the copy overlaps the
     // step's kernels (double buffering; the host side is pinned).
-    let mut staged = (state.step < stop).then(|| next_batch(&train_loader, &mut batches, state.loader).map(|b| Staged::new(map.apply(b), device, world))).transpose()?;
+    let stage = |batches: &mut Batches, at: LoaderState| next_batch(&train_loader, batches, at).map(|b| Staged::new(map.apply(b), device, world));
+    let mut staged = (state.step < stop).then(|| stage(&mut batches, state.loader)).transpose()?;
     while let Some(batch) = staged.take() {
         let started = Instant::now();
         let lr = schedule.lr(state.step);
@@ -345,7 +346,7 @@ fn run(world: &World, corpus: Arc<Corpus>, config: RunConfig, opts: &TrainOption
         state.loader = state.loader.after_batch(batches_per_epoch);
         state.next_lr = schedule.lr(state.step);
         if state.step < stop {
-            staged = Some(Staged::new(map.apply(next_batch(&train_loader, &mut batches, state.loader)?), device, world));
+            staged = Some(stage(&mut batches, state.loader)?);
         }
         // Read once the whole step and the next batch's copy are queued. A non-finite loss has
         // reached the weights by now, but they are never checkpointed: the run stops here and

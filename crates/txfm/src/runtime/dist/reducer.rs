@@ -27,7 +27,6 @@ use crate::{Error, Result};
 pub struct GradReducer {
     /// Boxed: the hooks hold its address.
     state: Box<Mutex<State>>,
-    params: Vec<Tensor>,
 }
 
 struct State {
@@ -82,9 +81,9 @@ impl GradReducer {
             error: None,
         };
         state.assign(&order);
-        let reducer = GradReducer { state: Box::new(Mutex::new(state)), params: params.iter().map(|(_, t)| t.shallow_clone()).collect() };
+        let reducer = GradReducer { state: Box::new(Mutex::new(state)) };
         let ctx = &*reducer.state as *const Mutex<State> as *mut c_void;
-        for (i, p) in reducer.params.iter().enumerate() {
+        for (i, (_, p)) in params.iter().enumerate() {
             // SAFETY: `ctx` is the boxed state, which lives until `drop` has removed every hook.
             unsafe { set_grad_ready_hook(p, on_grad_ready, ctx, i) }.map_err(|e| Error::Invalid(format!("parameter {}: {e}", params[i].0)))?;
         }
@@ -148,7 +147,9 @@ impl GradReducer {
 
 impl Drop for GradReducer {
     fn drop(&mut self) {
-        for p in &self.params {
+        // A hook that panicked poisoned the lock, but the parameters are still there to unhook.
+        let s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for p in &s.params {
             clear_grad_ready_hook(p);
         }
     }
