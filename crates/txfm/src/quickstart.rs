@@ -215,14 +215,28 @@ fn report_markdown(sim: &SimSummary, corpus: &CorpusSummary, manifest: &Path, co
         steps = trained.step,
         train_rate = trained.samples_per_s,
         run = name(run_dir),
-        validation = match trained.eval {
+        validation = match &trained.eval {
             Some(e) => format!(
                 "Final validation loss {:.4} on {} held-out cells, against {:.4} for the trivial baseline \
-                 that predicts each gene's mean ({}).",
+                 that predicts each gene's mean ({}).{}",
                 e.loss,
                 e.n_samples,
                 e.baseline,
-                if e.loss < e.baseline { "the model beats it" } else { "the model does not beat it yet" }
+                if e.loss < e.baseline { "the model beats it" } else { "the model does not beat it yet" },
+                e.health.as_ref().map_or(String::new(), |h| format!(
+                    "\n\nRepresentation health of the held-out cells' CLS embeddings (`run/health.png`): \
+                     participation ratio {:.1} (effective dimensions), top component {:.0}% of the variance, \
+                     ln(library size) ridge R² {:.2}{}.",
+                    h.participation_ratio,
+                    100.0 * h.top_share,
+                    h.library_r2,
+                    h.label.as_ref().map_or(String::new(), |l| format!(
+                        ", {} kNN accuracy {:.0}% (chance {:.0}%)",
+                        l.column,
+                        100.0 * l.accuracy,
+                        100.0 * l.chance
+                    ))
+                ))
             ),
             None => "No validation was run.".into(),
         },

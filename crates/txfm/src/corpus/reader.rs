@@ -104,6 +104,41 @@ impl Corpus {
         ShardReader::open(&path, self.summary.n_genes_seen)
     }
 
+    /// The values of obs column `column` (an input name from the manifest's `obs_columns`) for the
+    /// samples that `keep` accepts, streamed from `obs.parquet` a record batch at a time; `None`
+    /// when the corpus did not copy that column. Null values are left out.
+    pub fn obs_labels(&self, column: &str, keep: impl Fn(u64) -> bool) -> Result<Option<std::collections::HashMap<u64, String>>> {
+        if !self.summary.obs_columns.iter().any(|c| c == column) {
+            return Ok(None);
+        }
+        let path = self.dir.join(schema::OBS_FILE);
+        let stored = schema::stored_obs_column(column);
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(&path, e))?;
+        let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["sample", stored.as_str()]);
+        let reader = builder.with_projection(mask).build().map_err(|e| Error::parquet(&path, e))?;
+        let mut out = std::collections::HashMap::new();
+        for batch in reader {
+            let batch = batch.map_err(|e| Error::parquet(&path, e))?;
+            let samples = batch
+                .column_by_name("sample")
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                .ok_or_else(|| Error::format(&path, "missing u64 column 'sample'"))?;
+            let values = batch
+                .column_by_name(&stored)
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| Error::format(&path, format!("missing utf8 column '{stored}'")))?;
+            for (sample, value) in samples.iter().zip(values.iter()) {
+                if let (Some(sample), Some(value)) = (sample, value)
+                    && keep(sample)
+                {
+                    out.insert(sample, value.to_string());
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// Counts restricted to the vocabulary, columns = vocabulary indices. `[n, n_vars]`
     pub fn to_vocab(&self, batch: &SampleBatch) -> CsrChunk {
         let mut out = CsrChunk::new(batch.counts.row_start, self.n_vars());

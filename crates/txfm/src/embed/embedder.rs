@@ -69,7 +69,7 @@ impl Embedder {
     /// unless `seed` is given, its `loader.seed`.
     pub fn sampler(&self, seed: Option<u64>, k: Option<usize>, weights: Option<Vec<f64>>) -> Sampler {
         let c = &self.checkpoint.config;
-        Sampler { k: k.unwrap_or(c.model.n_visible), seed: seed.unwrap_or(c.loader.seed), preprocess: c.loader.preprocess, weights }
+        Sampler { k: k.unwrap_or(c.model.n_visible), seed: seed.unwrap_or(c.loader.seed), preprocess: c.loader.preprocess, weights, zero_weight: c.loader.zero_weight }
     }
 
     /// CLS embeddings of every row of `rows`, averaged over samplings `0..samplings`, encoded

@@ -16,7 +16,8 @@ use tch::{Device, Tensor};
 use super::genes::{GeneMap, ModelRows};
 use crate::corpus::Corpus;
 use crate::data::ExpressionSource;
-use crate::model::{frequency_weights, sample_visible_genes, VisibleTokens};
+use crate::model::{frequency_weights, VisibleTokens};
+use crate::train::loader::sample_visible;
 use crate::preprocess::Preprocess;
 use crate::Result;
 
@@ -34,6 +35,8 @@ pub struct Sampler {
     pub preprocess: Preprocess,
     /// Sampling weights over the model vocabulary; `None` for uniform. `[G]`
     pub weights: Option<Vec<f64>>,
+    /// The run's `loader.zero_weight`: a gene the row did not detect weighs this much.
+    pub zero_weight: f64,
 }
 
 /// Visible tokens of a batch on the host. `[n, k]` each, row-major.
@@ -62,14 +65,15 @@ impl HostVisible {
 
 impl Sampler {
     /// Visible tokens of local rows `range` of `rows` for sampling `sampling`, drawn from
-    /// `profiled` (model indices, increasing).
+    /// `profiled` (model indices, increasing). A `K` beyond the profiled genes shows them all and
+    /// the batch is only as wide as they are: more slots would be padding, attended to by nothing.
     pub fn visible(&self, rows: &ModelRows, profiled: &[u32], sampling: u64, range: Range<usize>) -> HostVisible {
-        let (n, k) = (range.len(), self.k);
+        let (n, k) = (range.len(), self.k.min(profiled.len()).max(1));
         let mut b = HostVisible { n, k, genes: vec![0; n * k], values: vec![0.0; n * k], pad: vec![true; n * k] };
         for (i, r) in range.enumerate() {
             let mut rng = row_rng(self.seed, sampling, (rows.row_start + r) as u64);
-            let visible = sample_visible_genes(profiled, k, self.weights.as_deref(), &mut rng);
             let (genes, counts) = rows.row(r);
+            let visible = sample_visible(profiled, k, self.weights.as_deref(), self.zero_weight, genes, counts, &mut rng);
             let values = self.preprocess.values_at(genes, counts, rows.library_size[r], &visible);
             for (j, (&g, v)) in visible.iter().zip(values).enumerate() {
                 b.genes[i * k + j] = g as i64;
@@ -119,7 +123,7 @@ mod tests {
 
     #[test]
     fn pads_when_fewer_genes_are_profiled_than_k() {
-        let s = Sampler { k: 4, seed: 1, preprocess: Preprocess::LibNormLog1p { target_sum: 8.0 }, weights: None };
+        let s = Sampler { k: 4, seed: 1, preprocess: Preprocess::LibNormLog1p { target_sum: 8.0 }, weights: None, zero_weight: 1.0 };
         let b = s.visible(&rows(), &[1, 2, 4], 0, 0..2);
         assert_eq!(b.pad, [false, false, false, true, false, false, false, true]);
         assert_eq!(b.genes, [1, 2, 4, 0, 1, 2, 4, 0], "all profiled genes, in order, then padding");
@@ -130,7 +134,7 @@ mod tests {
     #[test]
     fn draws_depend_on_seed_sampling_and_row_only() {
         let profiled: Vec<u32> = (0..50).collect();
-        let s = Sampler { k: 5, seed: 3, preprocess: Preprocess::default(), weights: None };
+        let s = Sampler { k: 5, seed: 3, preprocess: Preprocess::default(), weights: None, zero_weight: 1.0 };
         let both = s.visible(&rows(), &profiled, 0, 0..2);
         let second = s.visible(&rows(), &profiled, 0, 1..2);
         assert_eq!(both.genes[5..], second.genes[..], "a row's draw does not depend on its batch");

@@ -30,6 +30,24 @@ impl CountActivation {
     }
 }
 
+impl CountActivation {
+    /// A logit `z` with `φ(z) = x` for a target value `x ≥ 0`, within what `φ` can reach (a value
+    /// beyond a bounded activation's ceiling gets the ceiling's logit). For `Softmax`, a logit
+    /// whose share `exp(z)` is the normalised count `expm1(x) / L`: a set of such logits, one
+    /// per gene, predicts those values when their shares sum to 1.
+    pub fn inverse(self, x: f64, library_size: f64) -> f64 {
+        let max_value = library_size.ln_1p();
+        let x = x.max(0.0);
+        match self {
+            // atanh(1) is infinite: stop just short of the ceiling.
+            CountActivation::RectifiedTanh => 4.0 * std::f64::consts::E * (x / max_value).min(1.0 - 1e-6).atanh(),
+            CountActivation::Relu => x,
+            CountActivation::ClampedRelu => x.min(max_value),
+            CountActivation::Softmax => (x.exp_m1() / library_size).max(1e-30).ln(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,6 +66,23 @@ mod tests {
         let x = values(&CountActivation::RectifiedTanh.apply(&z, L, None));
         assert!(x.windows(2).all(|p| p[1] >= p[0]), "not monotone");
         assert!(x.iter().all(|&v| (0.0..=max + 1e-5).contains(&v)));
+    }
+
+    #[test]
+    fn inverse_maps_back_to_the_value() {
+        let xs = [0.0, 0.7, 3.0, 9.5];
+        for activation in [CountActivation::RectifiedTanh, CountActivation::Relu, CountActivation::ClampedRelu] {
+            let z = Tensor::from_slice(&xs.map(|x| activation.inverse(x, L) as f32));
+            assert_close(&values(&activation.apply(&z, L, None)), &xs, 1e-4);
+        }
+        // Softmax: shares expm1(x) / L that sum to 1 give back x.
+        let (l, shares) = (10.0, [0.1f64, 0.3, 0.6]);
+        let xs = shares.map(|p| (l * p).ln_1p());
+        let z = Tensor::from_slice(&xs.map(|x| CountActivation::Softmax.inverse(x, l) as f32));
+        assert_close(&values(&CountActivation::Softmax.apply(&z, l, None)), &xs, 1e-5);
+        // Past the ceiling of a bounded activation: the ceiling, finite.
+        let z = CountActivation::RectifiedTanh.inverse(20.0, L);
+        assert!(z.is_finite() && z > 0.0);
     }
 
     #[test]

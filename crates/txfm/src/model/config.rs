@@ -10,8 +10,17 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Token width `d`: a visible gene's token is its `(d - 1)`-dim embedding plus its value.
+    /// Token width `d`: a visible gene's token is its `(d - 1)`-dim embedding plus its value
+    /// (`value_encoding = "concat"`), or its `d`-dim embedding plus an encoding of its value.
     pub d_model: usize,
+    /// How a visible gene's value enters its token.
+    #[serde(default)]
+    pub value_encoding: ValueEncoding,
+    /// Standard deviation of the gene embeddings' N(0, σ²) initialisation. The paper does not give
+    /// it; ViT's 0.02 (the default, for configs written before this field) makes the value
+    /// coordinate dominate each token's LayerNorm, so genes start almost indistinguishable.
+    #[serde(default = "default_gene_embedding_std")]
+    pub gene_embedding_std: f64,
     /// Number of pre-norm transformer blocks in the encoder.
     pub n_blocks: usize,
     /// Attention heads per block; must divide `d_model`.
@@ -34,6 +43,41 @@ pub struct ModelConfig {
     /// `log(L + 1)` for the bounded activations.
     pub library_size: f64,
     pub loss: LossKind,
+    /// Where the decoder's per-gene output bias starts in a fresh run.
+    #[serde(default)]
+    pub decoder_bias_init: DecoderBiasInit,
+}
+
+/// The starting point of the decoder's output bias `b` (`[G]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderBiasInit {
+    /// `φ⁻¹` of each gene's loss-optimal constant on the training data (the validation baseline):
+    /// the model starts as the per-gene baseline and learns what a sample adds to it. With zero
+    /// biases every gene starts at `φ(0) = 0`, and Adam moves a bias about `lr` per step, so
+    /// reaching a gene's level (a logit of 5–12 for the rectified tanh) alone takes thousands of
+    /// steps at the paper's learning rate.
+    #[default]
+    Baseline,
+    /// 0, the ViT/timm convention for linear layers.
+    Zero,
+}
+
+fn default_gene_embedding_std() -> f64 {
+    0.02
+}
+
+/// How the value `x_i` of a visible gene joins its learned embedding `E_i` in the token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueEncoding {
+    /// `[E_i ; x_i]`: a `(d - 1)`-dim embedding and the scalar value, the paper's token.
+    #[default]
+    Concat,
+    /// `E_i + W₂·GELU(W₁·x_i + b₁) + b₂`: a `d`-dim embedding plus a learned `d`-dim encoding of
+    /// the value (hidden width `d`), as scGPT encodes continuous values: every coordinate of the
+    /// token can carry the value, and its LayerNorm cannot wash it out.
+    Mlp,
 }
 
 /// The decoder from the CLS embedding to one value per vocabulary gene.
@@ -99,6 +143,8 @@ impl ModelConfig {
     pub fn tiny() -> Self {
         ModelConfig {
             d_model: 64,
+            value_encoding: ValueEncoding::Concat,
+            gene_embedding_std: default_gene_embedding_std(),
             n_blocks: 2,
             n_heads: 4,
             mlp_ratio: 4,
@@ -110,6 +156,7 @@ impl ModelConfig {
             activation: CountActivation::RectifiedTanh,
             library_size: 1e5,
             loss: LossKind::Poisson,
+            decoder_bias_init: DecoderBiasInit::Baseline,
         }
     }
 
@@ -137,6 +184,8 @@ impl ModelConfig {
     fn paper(d_model: usize, n_blocks: usize, n_heads: usize, drop_path: f64, layer_scale_init: f64) -> Self {
         ModelConfig {
             d_model,
+            value_encoding: ValueEncoding::Concat,
+            gene_embedding_std: default_gene_embedding_std(),
             n_blocks,
             n_heads,
             mlp_ratio: 4,
@@ -148,6 +197,7 @@ impl ModelConfig {
             activation: CountActivation::RectifiedTanh,
             library_size: 1e5,
             loss: LossKind::Poisson,
+            decoder_bias_init: DecoderBiasInit::Baseline,
         }
     }
 
@@ -182,6 +232,9 @@ impl ModelConfig {
         }
         if !(0.0..1.0).contains(&self.drop_path) {
             return bad("drop_path", format!("{} is outside [0, 1)", self.drop_path));
+        }
+        if !(self.gene_embedding_std.is_finite() && self.gene_embedding_std > 0.0) {
+            return bad("gene_embedding_std", format!("{} is not a positive number", self.gene_embedding_std));
         }
         if !(self.layer_scale_init.is_finite() && self.layer_scale_init > 0.0) {
             return bad("layer_scale_init", format!("{} is not a positive number", self.layer_scale_init));

@@ -79,6 +79,11 @@ impl Decoder {
         self.out.forward(&hidden)
     }
 
+    /// The output bias `[G]`.
+    pub(super) fn bias(&self) -> &Tensor {
+        self.out.bs.as_ref().expect("the output layer has a bias")
+    }
+
     /// `[G, d_dec]`
     pub(super) fn gene_weights(&self) -> &Tensor {
         &self.out.ws

@@ -6,8 +6,8 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::block::{Block, layer_norm};
-use super::config::ModelConfig;
+use super::block::{Block, layer_norm, linear};
+use super::config::{ModelConfig, ValueEncoding};
 
 /// The visible genes of a batch as tensors on the model's device.
 #[derive(Debug)]
@@ -20,10 +20,25 @@ pub struct VisibleTokens {
     pub pad: Tensor,
 }
 
+/// The learned value encoding of [`ValueEncoding::Mlp`]: `x [n, k]` → `[n, k, d]`.
+#[derive(Debug)]
+struct ValueMlp {
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+}
+
+impl ValueMlp {
+    fn forward(&self, values: &Tensor) -> Tensor {
+        self.fc2.forward(&self.fc1.forward(&values.unsqueeze(-1)).gelu("none"))
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Encoder {
-    /// `[G, d - 1]`
+    /// `[G, d - 1]` (concatenated value) or `[G, d]` (encoded value)
     gene_embedding: Tensor,
+    /// `None` for the concatenated value.
+    value: Option<ValueMlp>,
     /// `[1, 1, d]`
     cls: Tensor,
     blocks: Vec<Block>,
@@ -34,6 +49,14 @@ impl Encoder {
     pub(super) fn new(path: nn::Path, config: &ModelConfig, n_genes: usize) -> Self {
         let d = config.d_model as i64;
         let init = nn::Init::Randn { mean: 0.0, stdev: 0.02 };
+        let gene_init = nn::Init::Randn { mean: 0.0, stdev: config.gene_embedding_std };
+        let (embedding_width, value) = match config.value_encoding {
+            ValueEncoding::Concat => (d - 1, None),
+            ValueEncoding::Mlp => {
+                let v = &path / "value";
+                (d, Some(ValueMlp { fc1: linear(&v / "fc1", 1, config.d_model), fc2: linear(&v / "fc2", config.d_model, config.d_model) }))
+            }
+        };
         let blocks = (0..config.n_blocks)
             .map(|i| {
                 // Stochastic depth ramps linearly from 0 at the first block to `drop_path` at the
@@ -54,14 +77,15 @@ impl Encoder {
             })
             .collect();
         Encoder {
-            gene_embedding: path.var("gene_embedding", &[n_genes as i64, d - 1], init),
+            gene_embedding: path.var("gene_embedding", &[n_genes as i64, embedding_width], gene_init),
+            value,
             cls: path.var("cls", &[1, 1, d], init),
             blocks,
             norm: layer_norm(&path / "norm", config.d_model),
         }
     }
 
-    /// `[G, d - 1]`
+    /// `[G, d - 1]` or `[G, d]` (see [`ValueEncoding`])
     pub(super) fn gene_embedding(&self) -> &Tensor {
         &self.gene_embedding
     }
@@ -70,8 +94,11 @@ impl Encoder {
     pub(super) fn forward(&self, visible: &VisibleTokens, train: bool) -> Tensor {
         let (n, k) = visible.genes.size2().unwrap();
         let embedding = self.gene_embedding.index_select(0, &visible.genes.reshape([-1])).view([n, k, -1]);
-        let values = visible.values.to_kind(embedding.kind()).unsqueeze(-1);
-        let tokens = Tensor::cat(&[embedding, values], -1);
+        let values = visible.values.to_kind(embedding.kind());
+        let tokens = match &self.value {
+            None => Tensor::cat(&[embedding, values.unsqueeze(-1)], -1),
+            Some(mlp) => embedding + mlp.forward(&values),
+        };
         let d = tokens.size()[2];
         let mut x = Tensor::cat(&[self.cls.expand([n, 1, d], false), tokens], 1);
         // Attention may use the CLS key and every non-padding key: [n, 1, 1, k + 1].
@@ -85,6 +112,10 @@ impl Encoder {
 
     pub(super) fn num_parameters(config: &ModelConfig, n_genes: usize) -> usize {
         let d = config.d_model;
-        n_genes * (d - 1) + d + config.n_blocks * Block::num_parameters(d, config.mlp_ratio) + 2 * d
+        let (embedding, value) = match config.value_encoding {
+            ValueEncoding::Concat => (d - 1, 0),
+            ValueEncoding::Mlp => (d, (d + d) + (d * d + d)),
+        };
+        n_genes * embedding + value + d + config.n_blocks * Block::num_parameters(d, config.mlp_ratio) + 2 * d
     }
 }

@@ -7,9 +7,10 @@
 //! - a block: `2·T·(4d² + 2rd²)` for the q/k/v/out and MLP projections, plus `4·T²·d` for the
 //!   attention scores and their weighted sum (padding keys are computed and masked, so they count);
 //! - the decoder: `2·(its weight matrices' entries)`, applied to the CLS output only;
-//! - the tokens themselves `[E_i ; x_i]` are gathered and concatenated, not multiplied.
+//! - the tokens themselves `[E_i ; x_i]` are gathered and concatenated, not multiplied; a learned
+//!   value encoding (`value_encoding = "mlp"`) costs `2·K·(d + d²)`.
 
-use super::config::{DecoderConfig, ModelConfig};
+use super::config::{DecoderConfig, ModelConfig, ValueEncoding};
 
 /// Matmul FLOPs of one block for one sample.
 fn block_flops(config: &ModelConfig) -> f64 {
@@ -30,9 +31,18 @@ fn decoder_flops(config: &ModelConfig, n_genes: usize) -> f64 {
     2.0 * (trunk + n_genes as f64 * config.decoder.width(config.d_model) as f64)
 }
 
+/// Matmul FLOPs of the value encoding of the `K` visible tokens for one sample.
+fn value_flops(config: &ModelConfig) -> f64 {
+    let d = config.d_model as f64;
+    match config.value_encoding {
+        ValueEncoding::Concat => 0.0,
+        ValueEncoding::Mlp => 2.0 * config.n_visible as f64 * (d + d * d),
+    }
+}
+
 /// The encoder's forward pass to the CLS embedding (what `txfm embed` runs), per sample.
 pub fn embed_flops(config: &ModelConfig) -> f64 {
-    config.n_blocks as f64 * block_flops(config)
+    value_flops(config) + config.n_blocks as f64 * block_flops(config)
 }
 
 /// Encoder and decoder, forward only, per sample.
@@ -61,6 +71,7 @@ mod tests {
             ModelConfig::tiny(),
             ModelConfig { decoder: DecoderConfig::Linear, ..ModelConfig::tiny() },
             ModelConfig { n_blocks: 3, mlp_ratio: 2, n_visible: 40, ..ModelConfig::tiny() },
+            ModelConfig { value_encoding: ValueEncoding::Mlp, n_visible: 40, ..ModelConfig::tiny() },
         ] {
             let g = 300;
             let vs = nn::VarStore::new(Device::Cpu);
@@ -74,6 +85,8 @@ mod tests {
                 let n = p.numel() as f64;
                 if name.starts_with("encoder.blocks") || name.contains(".blocks.") {
                     encoder += 2.0 * t * n;
+                } else if name.starts_with("encoder.value") {
+                    encoder += 2.0 * (t - 1.0) * n;
                 } else if name.starts_with("decoder") {
                     decoder += 2.0 * n;
                 } else {

@@ -18,8 +18,8 @@ mod testutil;
 mod txfm;
 
 pub use batch_tensors::BatchTensors;
-pub use config::{CountActivation, DecoderConfig, LossKind, ModelConfig};
+pub use config::{CountActivation, DecoderBiasInit, DecoderConfig, LossKind, ModelConfig, ValueEncoding};
 pub use encoder::VisibleTokens;
 pub use loss::masked_mean;
-pub use sampling::{frequency_weights, sample_visible_genes};
+pub use sampling::{frequency_weights, sample_visible_genes, sample_visible_genes_expressed};
 pub use txfm::{TxFm, num_parameters};

@@ -34,12 +34,46 @@ pub fn sample_visible_genes(profiled: &[u32], k: usize, weights: Option<&[f64]>,
     let Some(weights) = weights else {
         return rand::seq::index::sample(rng, profiled.len(), k).into_iter().map(|i| profiled[i]).collect();
     };
+    weighted_draw(profiled, k, |gene| weights[gene as usize], rng)
+}
+
+/// [`sample_visible_genes`] for one sample whose detected genes are `expressed` (vocabulary
+/// indices, strictly increasing, count > 0): a gene the sample did not detect has its weight
+/// multiplied by `zero_weight`. 1 is the paper's draw (zeros as likely as detected genes: exactly
+/// [`sample_visible_genes`], same random stream); 0 shows detected genes first and fills the
+/// remaining slots with zeros, uniformly. In shallow single-cell data most profiled genes are 0
+/// in a given cell, so at a small `zero_weight` the same `K` tokens carry several times the
+/// detected genes, the cell's information.
+pub fn sample_visible_genes_expressed(
+    profiled: &[u32],
+    k: usize,
+    weights: Option<&[f64]>,
+    zero_weight: f64,
+    expressed: &[u32],
+    rng: &mut impl Rng,
+) -> Vec<u32> {
+    if zero_weight == 1.0 {
+        return sample_visible_genes(profiled, k, weights, rng);
+    }
+    if profiled.len() <= k {
+        return profiled.to_vec();
+    }
+    let weight = |gene: u32| {
+        let w = weights.map_or(1.0, |w| w[gene as usize]);
+        if expressed.binary_search(&gene).is_ok() { w } else { w * zero_weight }
+    };
+    weighted_draw(profiled, k, weight, rng)
+}
+
+/// `k` of `profiled` (more than `k`) drawn without replacement with probability proportional to
+/// `weight(gene)`, by Efraimidis–Spirakis keys; zero weights fill in last, uniformly.
+fn weighted_draw(profiled: &[u32], k: usize, weight: impl Fn(u32) -> f64, rng: &mut impl Rng) -> Vec<u32> {
     // (tier, key): positive weights in tier 1 with their ES key; zero weights in tier 0 with a
     // uniform key, so they fill in, uniformly, only when tier 1 runs out.
     let mut keyed: Vec<(u8, f64, u32)> = profiled
         .iter()
         .map(|&gene| {
-            let w = weights[gene as usize];
+            let w = weight(gene);
             assert!(w.is_finite() && w >= 0.0, "sampling weight of gene {gene} is {w}");
             // `1 - u` lies in (0, 1], so its log is finite.
             let log_u = (1.0 - rng.random::<f64>()).ln();
@@ -151,5 +185,29 @@ mod tests {
             genes.sort_unstable();
             assert!(genes.contains(&1) && genes.contains(&3), "{genes:?}");
         }
+    }
+
+    #[test]
+    fn zero_weight_one_is_the_papers_draw_and_zero_shows_detected_genes_first() {
+        let profiled: Vec<u32> = (0..40).collect();
+        let expressed = [3u32, 7, 8, 20, 31];
+        let draw = |zero_weight: f64, k: usize, seed: u64| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            sample_visible_genes_expressed(&profiled, k, None, zero_weight, &expressed, &mut rng)
+        };
+        for seed in 0..20 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            assert_eq!(draw(1.0, 8, seed), sample_visible_genes(&profiled, 8, None, &mut rng));
+            // zero_weight 0: every detected gene first, the other 3 slots from the zeros.
+            let genes = draw(0.0, 8, seed);
+            assert_eq!(genes.len(), 8);
+            assert!(expressed.iter().all(|g| genes.contains(g)), "{genes:?}");
+            // Fewer slots than detected genes: only detected genes.
+            assert!(draw(0.0, 4, seed).iter().all(|g| expressed.contains(g)));
+        }
+        // In between, a single draw is categorical: P(detected) = 5 / (5 + 35 · w).
+        let w = 0.1;
+        let hits = (0..20_000).filter(|&s| expressed.contains(&draw(w, 1, 1_000 + s)[0])).count() as f64 / 20_000.0;
+        assert!((hits - 5.0 / (5.0 + 35.0 * w)).abs() < 0.015, "{hits}");
     }
 }

@@ -78,7 +78,22 @@ impl TxFm {
         (loss, pred, cls)
     }
 
-    /// The encoder's learned gene embeddings `[G, d - 1]` (detached).
+    /// Starts the decoder's output bias at `φ⁻¹(constant)` for each gene (`constants: [G]`, the
+    /// loss-optimal per-gene predictions), so a fresh model predicts the per-gene baseline up to
+    /// its small initial weights ([`super::DecoderBiasInit::Baseline`]).
+    pub fn init_decoder_bias(&mut self, constants: &[f64]) -> Result<()> {
+        if constants.len() != self.n_genes {
+            return Err(Error::Invalid(format!("{} baseline constants for a vocabulary of {} genes", constants.len(), self.n_genes)));
+        }
+        let (activation, l) = (self.config.activation, self.config.library_size);
+        let logits: Vec<f32> = constants.iter().map(|&c| activation.inverse(c, l) as f32).collect();
+        let bias = self.decoder.bias();
+        tch::no_grad(|| bias.shallow_clone().copy_(&Tensor::from_slice(&logits).to_device(bias.device())));
+        Ok(())
+    }
+
+    /// The encoder's learned gene embeddings `[G, d - 1]`, or `[G, d]` with a learned value
+    /// encoding (detached).
     pub fn gene_embeddings(&self) -> Tensor {
         self.encoder.gene_embedding().detach()
     }
@@ -132,6 +147,7 @@ mod tests {
             k,
             g: G,
             sample: (0..n as u64).collect(),
+            library_size: vec![1e3; n],
             visible_genes: vec![],
             visible_values: vec![],
             visible_pad: vec![false; n * k],
@@ -163,6 +179,7 @@ mod tests {
             ModelConfig { decoder: DecoderConfig::Linear, ..tiny.clone() },
             ModelConfig { decoder: DecoderConfig::ResidualMlp { n_layers: 8, d_hidden: 48 }, ..tiny.clone() },
             ModelConfig { loss: LossKind::NegativeBinomial, ..tiny.clone() },
+            ModelConfig { value_encoding: crate::model::ValueEncoding::Mlp, ..tiny.clone() },
             ModelConfig { n_blocks: 3, mlp_ratio: 2, ..ModelConfig::s() },
         ];
         let _rng = lock_torch_rng();
@@ -301,6 +318,22 @@ mod tests {
                 assert!(after < before, "{activation:?} × {loss:?}: {before} → {after}");
             }
         }
+    }
+
+    #[test]
+    fn a_baseline_initialised_decoder_predicts_the_constants() {
+        let (_rng, _vs, mut model) = model(&ModelConfig::tiny());
+        let constants: Vec<f64> = (0..G).map(|g| 0.5 * g as f64).collect();
+        model.init_decoder_bias(&constants).unwrap();
+        let b = BatchTensors::from_batch(&batch(3, 5), Device::Cpu);
+        let pred = tch::no_grad(|| model.decode(&model.encode(&b.visible, false), None));
+        // The initial weights (std 0.02) move the logits a little around the bias.
+        for row in 0..3 {
+            let got = crate::model::testutil::values(&pred.get(row));
+            let worst = got.iter().zip(&constants).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(worst < 0.5, "row {row}: {got:?}");
+        }
+        assert!(model.init_decoder_bias(&constants[1..]).is_err());
     }
 
     #[test]

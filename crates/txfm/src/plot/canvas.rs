@@ -58,6 +58,22 @@ impl Canvas {
         Canvas { width, height, pixels: vec![255; width * height * 3] }
     }
 
+    /// `canvases` one below the other, left-aligned on a white canvas as wide as the widest.
+    pub fn stack(canvases: &[Canvas]) -> Canvas {
+        let width = canvases.iter().map(|c| c.width).max().unwrap_or(0);
+        let mut out = Canvas::new(width, canvases.iter().map(|c| c.height).sum());
+        let mut top = 0;
+        for c in canvases {
+            for y in 0..c.height {
+                let row = &c.pixels[y * c.width * 3..(y + 1) * c.width * 3];
+                let at = (top + y) * width * 3;
+                out.pixels[at..at + row.len()].copy_from_slice(row);
+            }
+            top += c.height;
+        }
+        out
+    }
+
     /// The colour at `(x, y)`. Panics outside the canvas.
     pub fn get(&self, x: usize, y: usize) -> Rgb {
         let i = (y * self.width + x) * 3;
@@ -229,6 +245,18 @@ mod tests {
         assert_eq!(inked.len(), 7 + 5 - 1);
         let max_x = inked.iter().map(|p| p.0).max().unwrap();
         assert_eq!(inked.iter().filter(|p| p.0 == max_x).count(), 5);
+    }
+
+    #[test]
+    fn stack_puts_canvases_one_below_the_other_on_white() {
+        let (mut a, mut b) = (Canvas::new(3, 2), Canvas::new(2, 1));
+        a.set(2, 1, [1, 2, 3]);
+        b.set(1, 0, [4, 5, 6]);
+        let s = Canvas::stack(&[a, b]);
+        assert_eq!((s.width, s.height), (3, 3));
+        assert_eq!(s.get(2, 1), [1, 2, 3]);
+        assert_eq!(s.get(1, 2), [4, 5, 6]);
+        assert_eq!(s.get(2, 2), WHITE);
     }
 
     #[test]

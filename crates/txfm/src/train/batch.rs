@@ -10,6 +10,8 @@ pub struct Batch {
     pub g: usize,
     /// Corpus sample ids. `[n]`
     pub sample: Vec<u64>,
+    /// Raw total counts of each sample (its library size before normalisation). `[n]`
+    pub library_size: Vec<f64>,
     /// Vocabulary indices of the visible genes; padding slots hold 0. `[n, k]`
     pub visible_genes: Vec<i64>,
     /// Preprocessed values (log1p of library-normalised counts) of the visible genes, zeros

@@ -166,6 +166,7 @@ pub fn synthetic_batch(seed: u64, b: usize, n: usize, k: usize, g: usize) -> Bat
         k,
         g,
         sample: (0..n as u64).map(|s| (b * n) as u64 + s).collect(),
+        library_size: vec![1e4; n],
         visible_genes,
         visible_values,
         visible_pad: vec![false; n * k],
@@ -215,6 +216,9 @@ pub fn model_config(
     };
     ModelConfig {
         d_model,
+        value_encoding: Default::default(),
+        gene_embedding_std: ModelConfig::tiny().gene_embedding_std,
+        decoder_bias_init: Default::default(),
         n_blocks: blocks,
         n_heads: heads,
         mlp_ratio,

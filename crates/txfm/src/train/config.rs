@@ -36,6 +36,11 @@ pub struct RunConfig {
     pub eval_every: u64,
     /// Validation batches per evaluation; `None` evaluates the whole validation split.
     pub eval_batches: Option<usize>,
+    /// The corpus obs column whose labels the representation health scores by kNN on the
+    /// validation embeddings (e.g. `perturbation`, `cell_type`). `None`: the first of
+    /// [`HEALTH_LABEL_COLUMNS`] that the corpus carries, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_label: Option<String>,
     /// Mixed precision on CUDA (ignored on CPU): the forward pass runs under libtorch autocast at
     /// `autocast_dtype`; weights, optimizer moments and the loss stay float32.
     pub autocast: bool,
@@ -68,6 +73,26 @@ pub struct OptimizerConfig {
     /// Share of the steps spent warming up linearly from 0 to `lr`; a cosine decays it back to 0
     /// over the rest.
     pub warmup_fraction: f64,
+}
+
+/// Obs columns tried, in order, for the health's label kNN when `health_label` is not set: the
+/// names screens and atlases commonly give a perturbation or a cell type.
+pub const HEALTH_LABEL_COLUMNS: [&str; 8] =
+    ["perturbation", "target_gene", "gene", "guide_target", "cell_type", "celltype", "cell_state", "cell_line"];
+
+impl RunConfig {
+    /// The label column of the health's kNN for a corpus with obs columns `available`; an explicitly
+    /// configured column the corpus lacks is an error that names the columns it has.
+    pub fn health_label_column(&self, available: &[String]) -> Result<Option<String>> {
+        match &self.health_label {
+            Some(c) if available.contains(c) => Ok(Some(c.clone())),
+            Some(c) => Err(Error::Invalid(format!(
+                "health_label = \"{c}\": the corpus has no such obs column (it has: {})",
+                if available.is_empty() { "none".to_string() } else { available.join(", ") }
+            ))),
+            None => Ok(HEALTH_LABEL_COLUMNS.iter().find(|c| available.iter().any(|a| a == *c)).map(|c| c.to_string())),
+        }
+    }
 }
 
 fn default_bucket_mb() -> f64 {
@@ -107,6 +132,7 @@ impl RunConfig {
             checkpoint_every: 200,
             eval_every: 100,
             eval_batches: None,
+            health_label: None,
             autocast: false,
             autocast_dtype: AutocastDtype::Bf16,
             bucket_mb: default_bucket_mb(),
@@ -128,6 +154,7 @@ impl RunConfig {
             checkpoint_every: 5_000,
             eval_every: 1_000,
             eval_batches: Some(50),
+            health_label: None,
             // bf16 on GPU, as the paper trained.
             autocast: true,
             autocast_dtype: AutocastDtype::Bf16,
@@ -266,6 +293,15 @@ mod tests {
         assert!(err(|c| c.epochs = Some(2)).starts_with("run.toml: steps:"));
         assert!(err(|c| c.optimizer.lr = -1.0).starts_with("run.toml: optimizer.lr:"));
         assert!(err(|c| c.device = "gpu".into()).starts_with("run.toml: device:"));
+        let mut labelled = RunConfig::tiny();
+        let columns = ["batch".to_string(), "cell_type".to_string(), "perturbation".to_string()];
+        assert_eq!(labelled.health_label_column(&columns).unwrap().as_deref(), Some("perturbation"));
+        assert_eq!(labelled.health_label_column(&columns[..1]).unwrap(), None);
+        labelled.health_label = Some("batch".into());
+        assert_eq!(labelled.health_label_column(&columns).unwrap().as_deref(), Some("batch"));
+        labelled.health_label = Some("donor".into());
+        let err = labelled.health_label_column(&columns).unwrap_err().to_string();
+        assert!(err.contains("donor") && err.contains("cell_type"), "{err}");
         let mut epochs = RunConfig::tiny();
         (epochs.steps, epochs.epochs) = (None, Some(3));
         assert_eq!(epochs.total_steps(10), 30);

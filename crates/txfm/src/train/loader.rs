@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Batch;
 use crate::corpus::Corpus;
-use crate::model::{frequency_weights, sample_visible_genes};
+use crate::model::{frequency_weights, sample_visible_genes_expressed};
 use crate::preprocess::Preprocess;
 use crate::{Error, Result};
 
@@ -67,6 +67,11 @@ pub struct LoaderConfig {
     /// Visible genes are drawn with weights m_i^τ (m_i = `Corpus::n_cells`, see
     /// `model::frequency_weights`): 0 = uniform, > 0 favours frequently detected genes.
     pub tau: f64,
+    /// Sampling weight of a gene the sample did not detect, relative to one it did (see
+    /// `model::sample_visible_genes_expressed`): 1 draws zeros as often as detected genes (the
+    /// paper), 0 shows the detected genes first.
+    #[serde(default = "default_zero_weight")]
+    pub zero_weight: f64,
     pub preprocess: Preprocess,
     /// Seeds the split, the epoch order and the visible genes.
     pub seed: u64,
@@ -80,12 +85,17 @@ pub struct LoaderConfig {
     pub validation_fraction: f64,
 }
 
+fn default_zero_weight() -> f64 {
+    1.0
+}
+
 impl Default for LoaderConfig {
     fn default() -> Self {
         LoaderConfig {
             batch_size: 256,
             k: 1024,
             tau: 0.0,
+            zero_weight: default_zero_weight(),
             preprocess: Preprocess::default(),
             seed: 0,
             n_workers: 2,
@@ -116,6 +126,9 @@ impl LoaderConfig {
         }
         if !self.tau.is_finite() {
             return Err(Error::config(origin, "loader.tau", format!("must be finite, got {}", self.tau)));
+        }
+        if !(0.0..=1.0).contains(&self.zero_weight) {
+            return Err(Error::config(origin, "loader.zero_weight", format!("must be in [0, 1], got {}", self.zero_weight)));
         }
         if !(0.0..1.0).contains(&self.validation_fraction) {
             return Err(Error::config(
@@ -469,11 +482,21 @@ fn decode(shared: &Shared, epoch: u64, unit: &Unit) -> Result<Vec<Prepared>> {
         let (genes, counts) = vocab.row(i);
         let library_size = raw.library_size[i];
         let mut rng = visible_rng(cfg.seed, epoch, sample);
-        let visible = sample_visible_genes(profiled, cfg.k, shared.weights.as_deref(), &mut rng);
+        let visible = sample_visible(profiled, cfg.k, shared.weights.as_deref(), cfg.zero_weight, genes, counts, &mut rng);
         let visible_values = cfg.preprocess.values_at(genes, counts, library_size, &visible);
         out.push(Prepared { sample, dataset, library_size, genes: genes.to_vec(), counts: counts.to_vec(), visible, visible_values });
     }
     Ok(out)
+}
+
+/// The visible genes of one sample with detected `genes` (strictly increasing) and their
+/// `counts`: the loader's and the embedder's draw, so both show a cell the same genes.
+pub fn sample_visible(profiled: &[u32], k: usize, weights: Option<&[f64]>, zero_weight: f64, genes: &[u32], counts: &[f32], rng: &mut ChaCha8Rng) -> Vec<u32> {
+    if zero_weight == 1.0 || counts.iter().all(|&c| c > 0.0) {
+        return sample_visible_genes_expressed(profiled, k, weights, zero_weight, genes, rng);
+    }
+    let expressed: Vec<u32> = genes.iter().zip(counts).filter(|(_, c)| **c > 0.0).map(|(&g, _)| g).collect();
+    sample_visible_genes_expressed(profiled, k, weights, zero_weight, &expressed, rng)
 }
 
 /// Densifies prepared samples into a batch: targets over all `g` vocabulary genes, visible slots
@@ -485,6 +508,7 @@ fn make_batch(shared: &Shared, samples: impl ExactSizeIterator<Item = Prepared>)
         k,
         g,
         sample: Vec::with_capacity(n),
+        library_size: Vec::with_capacity(n),
         visible_genes: vec![0; n * k],
         visible_values: vec![0.0; n * k],
         visible_pad: vec![true; n * k],
@@ -493,6 +517,7 @@ fn make_batch(shared: &Shared, samples: impl ExactSizeIterator<Item = Prepared>)
     };
     for (i, s) in samples.enumerate() {
         b.sample.push(s.sample);
+        b.library_size.push(s.library_size);
         for (j, (&gene, &v)) in s.visible.iter().zip(&s.visible_values).enumerate() {
             b.visible_genes[i * k + j] = gene as i64;
             b.visible_values[i * k + j] = v;
@@ -614,6 +639,7 @@ mod tests {
             batch_size: 50,
             k: 40,
             tau: 0.0,
+            zero_weight: default_zero_weight(),
             preprocess: Preprocess::default(),
             seed: 7,
             n_workers: 2,

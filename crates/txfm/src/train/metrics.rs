@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::health::Health;
 use crate::atomic::write_atomic;
 use crate::{Error, Result};
 
@@ -27,6 +28,9 @@ pub struct StepRecord {
     /// Validation loss of the per-gene-mean baseline.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub val_baseline: Option<f64>,
+    /// The validation embeddings' representation health, on evaluation steps.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub health: Option<Health>,
 }
 
 /// The open metrics file.

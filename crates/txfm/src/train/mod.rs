@@ -1,6 +1,6 @@
 //! Training, in the order a step uses it: the [`RunConfig`], host [`Batch`]es from the streaming
 //! corpus [`loader`], the learning-rate [`schedule`], [`optim`]'s AdamW, the [`trainer`] loop with
-//! its validation ([`eval`]) and [`metrics`], and [`checkpoint`]s to reload or resume from. A
+//! its validation ([`eval`], with the embeddings' [`health`]) and [`metrics`], and [`checkpoint`]s to reload or resume from. A
 //! model's gene [`vocab`]ulary may differ from its corpus's: [`finetune`] starts a run from a
 //! pretrained one on a target corpus with new genes.
 
@@ -11,6 +11,7 @@ pub mod loader;
 pub mod schedule;
 pub mod optim;
 pub mod eval;
+pub mod health;
 pub mod metrics;
 pub mod plot;
 pub mod checkpoint;

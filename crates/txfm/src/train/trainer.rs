@@ -41,16 +41,16 @@ use crate::runtime::{cuda_device_count, with_autocast};
 use super::checkpoint::{self, checkpoints_dir, Checkpoint, TrainState};
 use super::batch::Batch;
 use super::config::RunConfig;
-use super::eval::{evaluate, Evaluation, GeneMeans};
+use super::eval::{evaluate, Evaluation, GeneMeans, HealthLabels};
 use super::loader::{Batches, Loader, LoaderState, Split};
 use super::metrics::{read_metrics, MetricsLog, StepRecord};
-use super::plot::write_loss_curve;
+use super::plot::{write_health_curve, write_loss_curve};
 use super::optim::AdamW;
 use super::schedule::OneCycle;
 use super::vocab::{VocabMap, Vocabulary};
 use crate::atomic::write_atomic;
 use crate::corpus::Corpus;
-use crate::model::{BatchTensors, TxFm};
+use crate::model::{BatchTensors, DecoderBiasInit, TxFm};
 use crate::runtime::DeviceSpec;
 use crate::{Error, Result};
 
@@ -237,7 +237,7 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
 
     tch::manual_seed(config.seed as i64);
     let mut vs = nn::VarStore::new(device);
-    let model = TxFm::new(&vs.root(), &config.model, vocab.len())?;
+    let mut model = TxFm::new(&vs.root(), &config.model, vocab.len())?;
     let mut optimizer = AdamW::new(&vs, config.optimizer.betas, config.optimizer.eps);
     let mut state = TrainState {
         step: 0,
@@ -278,23 +278,40 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
             last_checkpoint = Some(ckpt.dir);
         }
     }
+    // The validation baseline's per-gene constants, on rank 0 (which evaluates and whose
+    // parameters every rank starts from), from the whole training split.
+    let means = match world.is_distributed() {
+        _ if !world.is_root() => None,
+        false => Some(GeneMeans::fit(train_loader.epoch_iter(LoaderState::default()).map(to_model))?),
+        true => {
+            let whole = Loader::new(corpus.clone(), config.loader.clone(), Split::Train)?;
+            Some(GeneMeans::fit(whole.epoch_iter(LoaderState::default()).map(to_model))?)
+        }
+    };
+    let fresh = state.step == 0 && last_checkpoint.is_none() && !finetuning;
+    if let (true, DecoderBiasInit::Baseline, Some(means)) = (fresh, config.model.decoder_bias_init, &means) {
+        model.init_decoder_bias(&means.constants(config.model.loss))?;
+    }
     let params = trainable(&vs);
     // Identical seeding already gives every rank the same weights on CPU; this makes it so
     // whatever the device's initialisation does.
     world.broadcast_tensors(&params.iter().map(|(_, t)| t.shallow_clone()).collect::<Vec<_>>(), 0)?;
     let first_step = state.step;
-    // The baseline of the validation loss, on rank 0 (which evaluates) from the whole training split.
-    let means = match (&val_loader, world.is_distributed()) {
-        (None, _) => None,
-        (Some(_), false) => Some(GeneMeans::fit(train_loader.epoch_iter(LoaderState::default()).map(to_model), device)?),
-        (Some(_), true) => {
-            let whole = Loader::new(corpus.clone(), config.loader.clone(), Split::Train)?;
-            Some(GeneMeans::fit(whole.epoch_iter(LoaderState::default()).map(to_model), device)?)
+    // The health's kNN labels: the validation samples' values of the label column, read once.
+    let labels = match (&val_loader, config.health_label_column(&corpus.summary.obs_columns)?) {
+        (Some(_), Some(column)) => {
+            let (seed, fraction) = (config.loader.seed, config.loader.validation_fraction);
+            corpus
+                .obs_labels(&column, |s| Split::of(s, seed, fraction) == Split::Validation)?
+                .map(|by_sample| HealthLabels { column, by_sample })
         }
+        _ => None,
     };
     let validate = || -> Result<Option<Evaluation>> {
         match (&val_loader, &means) {
-            (Some(val), Some(means)) => evaluate(&model, val.eval_iter().map(to_model), means, device, config.eval_batches, autocast).map(Some),
+            (Some(val), Some(means)) => {
+                evaluate(&model, val.eval_iter().map(to_model), means, device, config.eval_batches, autocast, labels.as_ref()).map(Some)
+            }
             _ => Ok(None),
         }
     };
@@ -306,6 +323,7 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
     let mut train_losses = Vec::new();
     let (mut samples, mut train_secs) = (0usize, 0.0f64);
     let mut last_eval = None;
+    let mut health_line = String::new();
     // Data-parallel gradient averaging, overlapped with the backward pass.
     let reducer = world
         .is_distributed()
@@ -371,11 +389,14 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
         train_secs += started.elapsed().as_secs_f64();
         let samples_per_s = samples as f64 / train_secs.max(1e-9);
 
-        let mut record = StepRecord { step: state.step, epoch, lr, train_loss: loss_value, samples_per_s, val_loss: None, val_baseline: None };
+        let mut record = StepRecord { step: state.step, epoch, lr, train_loss: loss_value, samples_per_s, val_loss: None, val_baseline: None, health: None };
         if (state.step.is_multiple_of(config.eval_every) || state.step == total)
             && let Some(e) = validate()?
         {
-            (record.val_loss, record.val_baseline) = (Some(e.loss), Some(e.baseline));
+            (record.val_loss, record.val_baseline, record.health) = (Some(e.loss), Some(e.baseline), e.health.clone());
+            if let Some(h) = &e.health {
+                health_line = format!(" · {}", h.summary());
+            }
             last_eval = Some(e);
         }
         if let Some(m) = &mut metrics {
@@ -385,13 +406,15 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
             last_checkpoint = Some(save_checkpoint(world, &opts.out, &vs, &optimizer, &state, &config, &vocab)?);
         }
         bar.set_position(state.step);
-        bar.set_message(format!("loss {loss_value:.4} · {samples_per_s:.0} samples/s"));
+        bar.set_message(format!("loss {loss_value:.4} · {samples_per_s:.0} samples/s{health_line}"));
     }
     bar.finish();
     if let Some(m) = metrics {
         drop(m);
         let metrics_path = opts.out.join("metrics.jsonl");
-        write_loss_curve(&opts.out.join("loss.png"), &read_metrics(&metrics_path)?, total)?;
+        let records = read_metrics(&metrics_path)?;
+        write_loss_curve(&opts.out.join("loss.png"), &records, total)?;
+        write_health_curve(&opts.out.join("health.png"), &records)?;
     }
     let checkpoint = match last_checkpoint {
         Some(c) => c,

@@ -139,6 +139,7 @@ mod tests {
             k: 2,
             g: 3,
             sample: vec![7, 8],
+            library_size: vec![1e3, 2e3],
             visible_genes: vec![0, 2, 1, 0],
             visible_values: vec![1.0, 2.0, 3.0, 4.0],
             visible_pad: vec![false, false, false, true],
