@@ -7,7 +7,7 @@ use common::{text, txfm};
 #[test]
 fn quickstart_runs_the_pipeline_and_writes_a_report() {
     let dir = tempfile::tempdir().unwrap();
-    let o = txfm(&["quickstart", "--preset", "tiny", "--out", "qs"], dir.path());
+    let o = txfm(&["quickstart", "--preset", "tiny", "--run-preset", "tiny", "--out", "qs"], dir.path());
     assert!(o.status.success(), "{}", text(&o));
     let qs = dir.path().join("qs");
     let report = std::fs::read_to_string(qs.join("report.md")).unwrap();
@@ -38,7 +38,7 @@ fn quickstart_runs_the_pipeline_and_writes_a_report() {
     // The corpus it built is readable by the stats command, and a re-run replaces it cleanly.
     let s = txfm(&["corpus", "stats", "qs/corpus"], dir.path());
     assert!(s.status.success() && text(&s).contains("union"), "{}", text(&s));
-    let again = txfm(&["quickstart", "--preset", "tiny", "--out", "qs"], dir.path());
+    let again = txfm(&["quickstart", "--preset", "tiny", "--run-preset", "tiny", "--out", "qs"], dir.path());
     assert!(again.status.success(), "{}", text(&again));
 }
 

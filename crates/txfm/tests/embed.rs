@@ -66,13 +66,16 @@ fn embedding_the_h5ad_reproduces_the_loaders_view_of_the_corpus() {
     let d = e.dim();
     assert_eq!(d, 32);
 
-    for tau in [0.0, 0.7] {
+    // The paper's uniform draw, τ-weighted, and detected genes first (the CPU recipe's).
+    for (tau, zero_weight) in [(0.0, 1.0), (0.7, 1.0), (0.0, 0.0)] {
         let weights = (tau != 0.0).then(|| weights_from_corpus(&corpus, e.vocab(), tau));
-        let sampler = e.sampler(None, None, weights);
-        assert_eq!((sampler.k, sampler.seed), (32, 5), "K and seed of the run");
+        // An explicit K replays the loader (without it, a detected-first run shows every detected gene).
+        let mut sampler = e.sampler(None, Some(32), weights);
+        sampler.zero_weight = zero_weight;
+        assert_eq!((sampler.k, sampler.seed, sampler.all_detected), (32, 5, false), "K and seed of the run");
         let ours = embed(&e, &h5ad, &sampler, 1, 64, 100);
         assert_eq!(ours.len(), 300 * d);
-        let cfg = LoaderConfig { tau, ..ckpt.config.loader.clone() };
+        let cfg = LoaderConfig { tau, zero_weight, ..ckpt.config.loader.clone() };
         let mut compared = 0;
         for split in [Split::Train, Split::Validation] {
             let loader = Loader::new(corpus.clone(), cfg.clone(), split).unwrap();
@@ -83,7 +86,7 @@ fn embedding_the_h5ad_reproduces_the_loaders_view_of_the_corpus() {
                 for (i, &s) in batch.sample.iter().enumerate() {
                     let row = &ours[s as usize * d..(s as usize + 1) * d];
                     let diff = max_abs_diff(row, &cls[i * d..(i + 1) * d]);
-                    assert!(diff <= 1e-5, "τ = {tau}, cell {s}: CLS differs by {diff}");
+                    assert!(diff <= 1e-5, "τ = {tau}, zero weight {zero_weight}, cell {s}: CLS differs by {diff}");
                     compared += 1;
                 }
             }
@@ -97,11 +100,19 @@ fn results_do_not_depend_on_chunks_or_batches_and_samplings_average_draws() {
     let dir = tempfile::tempdir().unwrap();
     let (h5ad, _corpus, run) = fixture(dir.path());
     let e = Embedder::load(&run, Device::Cpu).unwrap();
-    let sampler = e.sampler(Some(11), None, None);
+    // A fixed K: bit for bit the same whatever the batching.
+    let sampler = e.sampler(Some(11), Some(32), None);
     let a = embed(&e, &h5ad, &sampler, 1, 256, 4096);
     let b = embed(&e, &h5ad, &sampler, 1, 7, 50);
     assert!(a.iter().all(|v| v.is_finite()));
     assert_eq!(a, b, "batch size 256 vs 7, one chunk vs chunks of 50");
+    // Every detected gene (the default of this detected-first run): each batch is as wide as its
+    // widest cell, so the masked padding differs between batchings and so does the float
+    // summation order in attention, by rounding only.
+    let all = e.sampler(Some(11), None, None);
+    assert!(all.all_detected);
+    let (x, y) = (embed(&e, &h5ad, &all, 1, 256, 4096), embed(&e, &h5ad, &all, 1, 7, 50));
+    assert!(max_abs_diff(&x, &y) <= 1e-5, "{}", max_abs_diff(&x, &y));
     let other_seed = embed(&e, &h5ad, &e.sampler(Some(12), None, None), 1, 256, 4096);
     assert!(max_abs_diff(&a, &other_seed) > 1e-3, "another seed, other visible genes");
 
@@ -120,7 +131,7 @@ fn results_do_not_depend_on_chunks_or_batches_and_samplings_average_draws() {
 }
 
 #[test]
-fn an_input_profiling_fewer_genes_than_k_is_padded() {
+fn an_input_profiling_fewer_genes_than_k_shows_them_all() {
     let dir = tempfile::tempdir().unwrap();
     let (_h5ad, _corpus, run) = fixture(dir.path());
     let e = Embedder::load(&run, Device::Cpu).unwrap();
@@ -142,7 +153,7 @@ fn an_input_profiling_fewer_genes_than_k_is_padded() {
     assert_eq!((genes.n_profiled(), genes.n_not_in_vocab()), (20, 2));
     assert!(genes.to_string().starts_with("input profiles 20 of the model's"), "{genes}");
 
-    // K = 32 pads 12 slots; K = 20 shows the same 20 genes without padding: the same CLS.
+    // K = 32 is capped at the 20 profiled genes (no padding slots); K = 20 shows the same 20: the same CLS.
     let padded = embed(&e, &input, &e.sampler(None, None, None), 1, 16, 100);
     let exact = embed(&e, &input, &e.sampler(None, Some(20), None), 1, 16, 100);
     assert!(max_abs_diff(&padded, &exact) <= 1e-5, "{}", max_abs_diff(&padded, &exact));

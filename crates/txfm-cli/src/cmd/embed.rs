@@ -42,7 +42,9 @@ pub struct Args {
     /// Average the CLS of this many independent draws of the visible genes.
     #[arg(long, default_value_t = 1)]
     samplings: usize,
-    /// Visible genes per sample (default: the model's, as trained).
+    /// Visible genes per sample, capped at the genes the input profiles. Default: the model's K;
+    /// for a run that draws detected genes first (loader.zero_weight < 1), every detected gene
+    /// of each cell and at least K. Give it to replay the training loader's draw exactly.
     #[arg(long)]
     k: Option<usize>,
     /// Samples per forward pass.
@@ -86,9 +88,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     eprintln!("model {} (step {}, d = {})", job.embedder.checkpoint.dir.display(), job.embedder.checkpoint.state.step, job.embedder.dim());
     eprintln!("genes: {}", job.genes.mapping.report);
     eprintln!("{}", job.genes);
+    let profiled = job.genes.profiled.len();
+    let k = if job.sampler.k > profiled {
+        format!("K = {profiled} (the {} asked for, capped at the {profiled} profiled genes)", job.sampler.k)
+    } else if job.sampler.all_detected {
+        format!("every detected gene of each cell, at least K = {}", job.sampler.k)
+    } else {
+        format!("K = {}", job.sampler.k)
+    };
     eprintln!(
-        "visible genes: K = {}, {} sampling, seed {}, {} sampling(s) averaged",
-        job.sampler.k, job.weights, job.sampler.seed, job.opts.samplings
+        "visible genes: {k}, {} sampling, seed {}, {} sampling(s) averaged",
+        job.weights, job.sampler.seed, job.opts.samplings
     );
     let bar = if std::io::stderr().is_terminal() {
         let style = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} cells  {per_sec}  ETA {eta}")

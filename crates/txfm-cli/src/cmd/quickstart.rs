@@ -17,6 +17,12 @@ pub struct Args {
     /// Random seed of the simulation.
     #[arg(long)]
     seed: Option<u64>,
+    /// Training run preset: small (the CPU recipe, a few minutes) or tiny (seconds, for tests).
+    #[arg(long, default_value = "small")]
+    run_preset: String,
+    /// Seed of the model's initialisation and of the loader (split, order, visible genes).
+    #[arg(long)]
+    train_seed: Option<u64>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -24,6 +30,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     cfg.sim = txfm::simulate::SimConfig::preset(&a.preset)?;
     if let Some(s) = a.seed {
         cfg.sim.seed = s;
+    }
+    cfg.run = QuickstartConfig::run_config(&a.run_preset)?;
+    if let Some(s) = a.train_seed {
+        (cfg.run.seed, cfg.run.loader.seed) = (s, s);
     }
     cfg.progress = std::io::stderr().is_terminal();
     let out = run_quickstart(&cfg)?;

@@ -19,7 +19,7 @@ pub struct Args {
     /// A corpus folder (from `txfm corpus build`).
     #[arg(long)]
     corpus: PathBuf,
-    /// Run preset: tiny (CPU), s, b or l.
+    /// Run preset: tiny (CPU tests), small (the CPU recipe the quickstart trains), s, b or l.
     #[arg(long, default_value = "tiny", conflicts_with = "config")]
     preset: String,
     /// A run config (TOML or JSON) instead of a preset, e.g. a run's config.toml.

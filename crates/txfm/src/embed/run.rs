@@ -38,7 +38,9 @@ pub struct EmbedOptions {
     pub key: String,
     /// Seeds the visible genes; `None`: the run's `loader.seed`.
     pub seed: Option<u64>,
-    /// Visible genes per sample; `None`: the model's `n_visible`, as trained.
+    /// Visible genes per sample; `None`: the model's `n_visible`, as trained, widened to every
+    /// detected gene of the sample for a run that draws detected genes first (see
+    /// [`super::Embedder::sampler`]).
     pub k: Option<usize>,
     /// Independent draws of the visible genes averaged into each embedding.
     pub samplings: usize,

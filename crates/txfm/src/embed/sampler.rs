@@ -37,6 +37,10 @@ pub struct Sampler {
     pub weights: Option<Vec<f64>>,
     /// The run's `loader.zero_weight`: a gene the row did not detect weighs this much.
     pub zero_weight: f64,
+    /// Widen each row's `K` to its number of detected genes, so every detected gene is visible
+    /// (the MAE convention: the encoder sees all of a sample's signal at inference). Only
+    /// meaningful for a run that draws detected genes first (`zero_weight < 1`).
+    pub all_detected: bool,
 }
 
 /// Visible tokens of a batch on the host. `[n, k]` each, row-major.
@@ -68,12 +72,16 @@ impl Sampler {
     /// `profiled` (model indices, increasing). A `K` beyond the profiled genes shows them all and
     /// the batch is only as wide as they are: more slots would be padding, attended to by nothing.
     pub fn visible(&self, rows: &ModelRows, profiled: &[u32], sampling: u64, range: Range<usize>) -> HostVisible {
-        let (n, k) = (range.len(), self.k.min(profiled.len()).max(1));
+        let row_k = |r: usize| {
+            let detected = if self.all_detected { rows.row(r).1.iter().filter(|&&c| c > 0.0).count() } else { 0 };
+            self.k.max(detected).min(profiled.len()).max(1)
+        };
+        let (n, k) = (range.len(), range.clone().map(row_k).max().unwrap_or(1));
         let mut b = HostVisible { n, k, genes: vec![0; n * k], values: vec![0.0; n * k], pad: vec![true; n * k] };
         for (i, r) in range.enumerate() {
             let mut rng = row_rng(self.seed, sampling, (rows.row_start + r) as u64);
             let (genes, counts) = rows.row(r);
-            let visible = sample_visible(profiled, k, self.weights.as_deref(), self.zero_weight, genes, counts, &mut rng);
+            let visible = sample_visible(profiled, row_k(r), self.weights.as_deref(), self.zero_weight, genes, counts, &mut rng);
             let values = self.preprocess.values_at(genes, counts, rows.library_size[r], &visible);
             for (j, (&g, v)) in visible.iter().zip(values).enumerate() {
                 b.genes[i * k + j] = g as i64;
@@ -114,6 +122,7 @@ pub fn weights_from_input(src: &mut dyn ExpressionSource, genes: &GeneMap, tau: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::sample_visible_genes;
 
     fn rows() -> ModelRows {
         // Row 0 counts genes 1 (3) and 4 (1), library 8 (4 counts at genes the model lacks);
@@ -122,19 +131,37 @@ mod tests {
     }
 
     #[test]
-    fn pads_when_fewer_genes_are_profiled_than_k() {
-        let s = Sampler { k: 4, seed: 1, preprocess: Preprocess::LibNormLog1p { target_sum: 8.0 }, weights: None, zero_weight: 1.0 };
+    fn a_k_beyond_the_profiled_genes_shows_them_all_without_padding() {
+        let s = Sampler { k: 100_000, seed: 1, preprocess: Preprocess::LibNormLog1p { target_sum: 8.0 }, weights: None, zero_weight: 1.0, all_detected: false };
         let b = s.visible(&rows(), &[1, 2, 4], 0, 0..2);
-        assert_eq!(b.pad, [false, false, false, true, false, false, false, true]);
-        assert_eq!(b.genes, [1, 2, 4, 0, 1, 2, 4, 0], "all profiled genes, in order, then padding");
+        assert_eq!(b.k, 3, "capped at the 3 profiled genes, not 100,000 slots");
+        assert_eq!(b.pad, [false; 6]);
+        assert_eq!(b.genes, [1, 2, 4, 1, 2, 4], "all profiled genes, in order");
         let ln = |x: f32| x.ln_1p();
-        assert_eq!(b.values, [ln(3.0), 0.0, ln(1.0), 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(b.values, [ln(3.0), 0.0, ln(1.0), 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn all_detected_widens_each_row_to_its_detected_genes() {
+        let profiled: Vec<u32> = (0..50).collect();
+        let s = Sampler { k: 1, seed: 2, preprocess: Preprocess::default(), weights: None, zero_weight: 0.0, all_detected: true };
+        let b = s.visible(&rows(), &profiled, 0, 0..2);
+        // Row 0 detected genes 1 and 4: both shown. Row 1 detected nothing: one zero, then padding.
+        assert_eq!(b.k, 2);
+        let mut row0 = b.genes[..2].to_vec();
+        row0.sort_unstable();
+        assert_eq!(row0, [1, 4]);
+        assert_eq!(b.pad, [false, false, false, true]);
+        // Without the widening, K = 1 shows one of them.
+        let narrow = Sampler { all_detected: false, ..s }.visible(&rows(), &profiled, 0, 0..2);
+        assert_eq!(narrow.k, 1);
+        assert!([1, 4].contains(&narrow.genes[0]));
     }
 
     #[test]
     fn draws_depend_on_seed_sampling_and_row_only() {
         let profiled: Vec<u32> = (0..50).collect();
-        let s = Sampler { k: 5, seed: 3, preprocess: Preprocess::default(), weights: None, zero_weight: 1.0 };
+        let s = Sampler { k: 5, seed: 3, preprocess: Preprocess::default(), weights: None, zero_weight: 1.0, all_detected: false };
         let both = s.visible(&rows(), &profiled, 0, 0..2);
         let second = s.visible(&rows(), &profiled, 0, 1..2);
         assert_eq!(both.genes[5..], second.genes[..], "a row's draw does not depend on its batch");

@@ -17,8 +17,10 @@ pub struct ModelConfig {
     #[serde(default)]
     pub value_encoding: ValueEncoding,
     /// Standard deviation of the gene embeddings' N(0, σ²) initialisation. The paper does not give
-    /// it; ViT's 0.02 (the default, for configs written before this field) makes the value
-    /// coordinate dominate each token's LayerNorm, so genes start almost indistinguishable.
+    /// it. The presets take 1 (PyTorch's `nn.Embedding` default): at ViT's 0.02 (the value of
+    /// configs written before this field) the value coordinate dominates each token's
+    /// LayerNorm, genes start almost indistinguishable, and the CPU recipe did not learn at all
+    /// (docs/experiments.md).
     #[serde(default = "default_gene_embedding_std")]
     pub gene_embedding_std: f64,
     /// Number of pre-norm transformer blocks in the encoder.
@@ -144,7 +146,7 @@ impl ModelConfig {
         ModelConfig {
             d_model: 64,
             value_encoding: ValueEncoding::Concat,
-            gene_embedding_std: default_gene_embedding_std(),
+            gene_embedding_std: 1.0,
             n_blocks: 2,
             n_heads: 4,
             mlp_ratio: 4,
@@ -185,7 +187,7 @@ impl ModelConfig {
         ModelConfig {
             d_model,
             value_encoding: ValueEncoding::Concat,
-            gene_embedding_std: default_gene_embedding_std(),
+            gene_embedding_std: 1.0,
             n_blocks,
             n_heads,
             mlp_ratio: 4,

@@ -4,8 +4,8 @@
 //!
 //! The pretrained vocabulary is kept and the target corpus's unseen genes are appended
 //! ([`Vocabulary::extend`]), so every pretrained gene keeps its index; the new genes' embedding
-//! and decoder rows start as the model's own initialisation (N(0, 0.02²) weights, zero bias, zero
-//! log-dispersion). The run folder is an ordinary one whose `config.toml` names the checkpoint it
+//! and decoder rows start as the model's own initialisation (embeddings at N(0,
+//! `gene_embedding_std`²), decoder weights at N(0, 0.02²), zero bias, zero log-dispersion). The run folder is an ordinary one whose `config.toml` names the checkpoint it
 //! started from (`finetuned_from`), which is what lets `resume` and `load_model` map the target
 //! corpus onto the extended vocabulary.
 
