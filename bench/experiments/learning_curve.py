@@ -25,8 +25,12 @@ def main():
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--pca", type=float, help="PCA's average in the same benchmark mode")
+    p.add_argument("--before", type=float, help="the pre-issue recipe's average, drawn as a line")
+    p.add_argument("--plot-only", action="store_true", help="redraw DIR/curve.json without re-running")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    if args.plot_only:
+        return plot(json.load(open(os.path.join(args.out, "curve.json")))["points"], args)
     batch = tomllib.load(open(os.path.join(args.run, "config.toml"), "rb"))["loader"]["batch_size"]
     points = []
     for ckpt in sorted(glob.glob(os.path.join(args.run, "checkpoints", "step-*"))):
@@ -42,6 +46,10 @@ def main():
         os.remove(cells)
         print(points[-1])
     json.dump({"run": args.run, "pca": args.pca, "points": points}, open(os.path.join(args.out, "curve.json"), "w"), indent=1)
+    plot(points, args)
+
+
+def plot(points, args):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -53,10 +61,13 @@ def main():
     ax.plot([p["samples"] for p in points], [p["average"] for p in points], "o-", label="TxFM (CPU recipe, seed 0)")
     if args.pca is not None:
         ax.axhline(args.pca, color="grey", ls="--", label="PCA")
+    if args.before is not None:
+        ax.axhline(args.before, color="tab:red", ls=":", label="pre-issue recipe (400 steps)")
+    ax.set_ylim(0, 60)
     ax.set_xlabel("training samples")
     ax.set_ylabel("benchmark average (quick, no inv)")
     ax.set_title("Quickstart screen: benchmark average during training")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "learning_curve.png"), dpi=120)
 

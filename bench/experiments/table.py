@@ -27,8 +27,9 @@ def main():
         diff = ", ".join(f"{k}={json.dumps(v)}" for k, v in r["diff"].items()) or "—"
         if r.get("from_run"):
             diff = f"weights of `{r['from_run'].rstrip('/').split('/')[-2]}`"
-        embed = f"K={r['embed_k']}" if r.get("embed_k") else "default"
-        if r.get("samplings", 1) > 1:
+        # `embedding` is recorded in the committed log; fresh results say only what was asked.
+        embed = r.get("embedding") or (f"K={r['embed_k']}" if r.get("embed_k") else "default")
+        if r.get("samplings", 1) > 1 and "samplings" not in embed:
             embed += f", {r['samplings']} samplings"
         h = r.get("health") or {}
         b = r["bench"]

@@ -35,4 +35,18 @@ print(a.X.shape, a.obsm["X_pca"].shape, "perturbation" in a.obs, b.X is None, b.
     let o = txfm(&["baseline", "pca", "missing.h5ad", "--out", "x.h5ad"], dir.path());
     assert!(!o.status.success() && text(&o).contains("missing.h5ad"), "{}", text(&o));
     assert!(!dir.path().join("x.h5ad").exists());
+
+    // Writing over the input (which would drop what the copy does not carry) is refused, and the
+    // input is left byte for byte as it was.
+    let before = std::fs::read(dir.path().join("sim.h5ad")).unwrap();
+    for (cmd, out) in [("pca", "sim.h5ad"), ("libnorm", "sim.h5ad"), ("libnorm", "./sim.h5ad")] {
+        let o = txfm(&["baseline", cmd, "sim.h5ad", "--out", out], dir.path());
+        assert!(!o.status.success() && text(&o).contains("is the input"), "{cmd} --out {out}: {}", text(&o));
+    }
+    // The PCA's side files may not land on it either: `--out sim` would write sim.pcs.tsv and
+    // sim.pca.json beside sim.h5ad; a loadings path that is the input is refused.
+    std::fs::hard_link(dir.path().join("sim.h5ad"), dir.path().join("p.pcs.tsv")).unwrap();
+    let o = txfm(&["baseline", "pca", "sim.h5ad", "--out", "p.h5ad"], dir.path());
+    assert!(!o.status.success() && text(&o).contains("is the input"), "{}", text(&o));
+    assert_eq!(std::fs::read(dir.path().join("sim.h5ad")).unwrap(), before, "the input changed");
 }

@@ -12,6 +12,26 @@ use tempfile::{NamedTempFile, TempDir};
 
 use crate::{Error, Result};
 
+/// Refuses an `output` that is the `input` file itself (the same inode: also through a link or
+/// another spelling of the path). Outputs are written beside and renamed over their destination,
+/// so such a command would replace the input with a file holding only what the output carries
+/// (e.g. an h5ad copy without the input's layers, uns, obsp, varm or raw).
+pub fn refuse_to_overwrite_input(input: &Path, output: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(i), Ok(o)) = (std::fs::metadata(input), std::fs::metadata(output)) else {
+        return Ok(());
+    };
+    if i.dev() == o.dev() && i.ino() == o.ino() {
+        return Err(Error::Invalid(format!(
+            "{}: this output is the input {}; writing it would replace the input with a copy that keeps only \
+             obs, var, X and the embeddings (its layers, uns, obsp, varm and raw would be lost). Choose another output path",
+            output.display(),
+            input.display()
+        )));
+    }
+    Ok(())
+}
+
 fn parent_and_name(path: &Path) -> Result<(&Path, String)> {
     let name = path.file_name().ok_or_else(|| Error::format(path, "not a file path"))?.to_string_lossy().into_owned();
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -70,5 +90,23 @@ mod tests {
         assert!(failed.unwrap_err().to_string().contains("b.txt: boom"));
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.txt")]);
+    }
+
+    #[test]
+    fn an_output_that_is_the_input_is_refused_under_any_spelling() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.h5ad");
+        std::fs::write(&input, "x").unwrap();
+        let err = refuse_to_overwrite_input(&input, &input).unwrap_err().to_string();
+        assert!(err.contains("is the input") && err.contains("in.h5ad"), "{err}");
+        let dotted = dir.path().join(".").join("in.h5ad");
+        assert!(refuse_to_overwrite_input(&input, &dotted).is_err());
+        let link = dir.path().join("link.h5ad");
+        std::fs::hard_link(&input, &link).unwrap();
+        assert!(refuse_to_overwrite_input(&input, &link).is_err(), "a hard link is the same file");
+        // Another file, or one that does not exist yet, is fine.
+        std::fs::write(dir.path().join("other.h5ad"), "x").unwrap();
+        refuse_to_overwrite_input(&input, &dir.path().join("other.h5ad")).unwrap();
+        refuse_to_overwrite_input(&input, &dir.path().join("new.h5ad")).unwrap();
     }
 }

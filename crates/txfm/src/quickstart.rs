@@ -40,7 +40,7 @@ impl QuickstartConfig {
             out: out.into(),
             sim: SimConfig::quickstart(),
             run: Self::run_config("small").expect("a preset"),
-            bench: PerturbConfig::quick().with_seeds(2),
+            bench: PerturbConfig::quick().with_seeds(3),
             progress: false,
         }
     }
@@ -233,7 +233,7 @@ fn report_markdown(sim: &SimSummary, corpus: &CorpusSummary, manifest: &Path, co
         validation = match &trained.eval {
             Some(e) => format!(
                 "Final validation loss {:.4} on {} held-out cells, against {:.4} for the trivial baseline \
-                 that predicts each gene's mean ({}).{}",
+                 that predicts each gene's best constant ({}).{}",
                 e.loss,
                 e.n_samples,
                 e.baseline,

@@ -1,4 +1,4 @@
-//! Training end to end on a simulated corpus: the tiny model beats the per-gene-mean baseline, an
+//! Training end to end on a simulated corpus: the tiny model beats the per-gene baseline, an
 //! interrupted and resumed run equals an uninterrupted one, a diverging run stops at its step
 //! with its last good checkpoint, and a checkpoint refuses a corpus with other genes.
 //!

@@ -101,6 +101,10 @@ fn progress(total: usize) -> indicatif::ProgressBar {
 }
 
 fn pca(a: PcaArgs) -> anyhow::Result<()> {
+    let outs = PcaOutputs::beside(&a.io.out);
+    for out in [&outs.h5ad, &outs.loadings, &outs.summary] {
+        txfm::atomic::refuse_to_overwrite_input(&a.io.input, out)?;
+    }
     let mut input = open(&a.io)?;
     let config = PcaConfig {
         target_sum: a.io.target_sum,
@@ -112,7 +116,6 @@ fn pca(a: PcaArgs) -> anyhow::Result<()> {
     bar.set_message("pca");
     let fit = fit_pca(&mut input, &config, &mut |rows| bar.inc(rows as u64)).context("fitting PCA")?;
     bar.finish_and_clear();
-    let outs = PcaOutputs::beside(&a.io.out);
     let warnings = fit.write(&mut input, &outs, a.io.embedding_only)?;
     for w in warnings {
         eprintln!("warning: {w}");
@@ -136,6 +139,7 @@ fn pca(a: PcaArgs) -> anyhow::Result<()> {
 }
 
 fn libnorm(a: LibnormArgs) -> anyhow::Result<()> {
+    txfm::atomic::refuse_to_overwrite_input(&a.io.input, &a.io.out)?;
     let mut input = open(&a.io)?;
     let config = LibNormConfig { target_sum: a.io.target_sum, n_top_genes: (a.n_top_genes > 0).then_some(a.n_top_genes) };
     let bar = progress(input.n_obs() * 2);

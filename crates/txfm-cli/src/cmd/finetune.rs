@@ -63,7 +63,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         println!("validation loss before fine-tuning {:.4}", e.loss);
     }
     if let Some(e) = outcome.eval {
-        println!("validation loss {:.4} (per-gene-mean baseline {:.4}) on {} samples", e.loss, e.baseline, e.n_samples);
+        println!("validation loss {:.4} (per-gene baseline {:.4}) on {} samples", e.loss, e.baseline, e.n_samples);
     }
     Ok(())
 }

@@ -98,7 +98,7 @@ fn train_rank(a: Args, root: bool) -> anyhow::Result<()> {
         outcome.checkpoint.display()
     );
     if let Some(e) = outcome.eval {
-        println!("validation loss {:.4} (per-gene-mean baseline {:.4}) on {} samples", e.loss, e.baseline, e.n_samples);
+        println!("validation loss {:.4} (per-gene baseline {:.4}) on {} samples", e.loss, e.baseline, e.n_samples);
     }
     Ok(())
 }

@@ -142,6 +142,7 @@ impl EmbedJob {
         if let Some(t) = opts.threads {
             tch::set_num_threads(t as i32);
         }
+        crate::atomic::refuse_to_overwrite_input(&opts.input, &opts.output)?;
         let embedder = Embedder::load(&opts.model, opts.device.resolve()?)?;
         let mut src = open_source(&opts.input, &opts.source)?;
         let genes = GeneMap::new(src.var_names(), opts.gene_ids, embedder.vocab(), &opts.input)?;

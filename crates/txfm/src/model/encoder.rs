@@ -6,7 +6,7 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::block::{Block, layer_norm, linear};
+use super::block::{Block, layer_norm};
 use super::config::{ModelConfig, ValueEncoding};
 
 /// The visible genes of a batch as tensors on the model's device.
@@ -54,7 +54,13 @@ impl Encoder {
             ValueEncoding::Concat => (d - 1, None),
             ValueEncoding::Mlp => {
                 let v = &path / "value";
-                (d, Some(ValueMlp { fc1: linear(&v / "fc1", 1, config.d_model), fc2: linear(&v / "fc2", config.d_model, config.d_model) }))
+                // Scaled so the value's encoding starts as large as the gene embedding it is added
+                // to (unit-scale coordinates for x ≈ 1): with ViT's 0.02 on both layers it would
+                // start ~10³ times smaller and the encoder would begin blind to the values.
+                let fc1 = nn::linear(&v / "fc1", 1, d, nn::LinearConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: 1.0 }, bs_init: Some(nn::Init::Const(0.0)), bias: true });
+                let fc2_std = config.gene_embedding_std / (d as f64).sqrt();
+                let fc2 = nn::linear(&v / "fc2", d, d, nn::LinearConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: fc2_std }, bs_init: Some(nn::Init::Const(0.0)), bias: true });
+                (d, Some(ValueMlp { fc1, fc2 }))
             }
         };
         let blocks = (0..config.n_blocks)

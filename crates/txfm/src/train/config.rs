@@ -129,15 +129,15 @@ impl RunConfig {
 
     /// The CPU recipe (`docs/experiments.md`), what the quickstart trains: the tiny shape (d 64,
     /// 2 blocks, a 1-layer residual decoder) shown K = 128 visible genes drawn detected-first
-    /// (`loader.zero_weight = 0`), gene embeddings initialised at N(0, 1), the value through a
-    /// learned encoding, the decoder's bias started at the per-gene baseline, lr 3e-3, 1,500
+    /// (`loader.zero_weight = 0`), gene embeddings initialised at N(0, 1) beside the paper's
+    /// concatenated value, the decoder's bias started at the per-gene baseline, lr 3e-3, 1,500
     /// steps of 64 samples (about 3 minutes on 2 cores). Each choice is an experiment's result;
-    /// the loss, the activation, the optimiser and its schedule are the paper's.
+    /// the token, the loss, the activation, the optimiser and its schedule are the paper's.
     pub fn small() -> Self {
         let model = ModelConfig {
             n_visible: 128,
             gene_embedding_std: 1.0,
-            value_encoding: ValueEncoding::Mlp,
+            value_encoding: ValueEncoding::Concat,
             decoder_bias_init: DecoderBiasInit::Baseline,
             ..ModelConfig::tiny()
         };

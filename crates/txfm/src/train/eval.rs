@@ -65,7 +65,7 @@ impl GeneMeans {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
     pub loss: f64,
-    /// The same loss for the per-gene-mean predictor.
+    /// The same loss for the per-gene baseline (each gene's loss-optimal constant).
     pub baseline: f64,
     pub n_samples: usize,
     /// `None` when the split is too small to measure it.

@@ -25,7 +25,7 @@ pub struct StepRecord {
     pub samples_per_s: f64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub val_loss: Option<f64>,
-    /// Validation loss of the per-gene-mean baseline.
+    /// Validation loss of the per-gene baseline.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub val_baseline: Option<f64>,
     /// The validation embeddings' representation health, on evaluation steps.

@@ -1,5 +1,5 @@
 //! `loss.png`: the run's loss curves against step — training loss, validation loss and the
-//! per-gene-mean baseline's validation loss — with labelled axes; `health.png`: the validation
+//! per-gene baseline's validation loss — with labelled axes; `health.png`: the validation
 //! embeddings' representation health against step. The numbers themselves are in `metrics.jsonl`.
 
 use std::path::Path;
@@ -25,7 +25,7 @@ pub fn write_loss_curve(path: &Path, records: &[StepRecord], total_steps: u64) -
         markers: true,
     });
     chart.series.push(Series {
-        name: "gene-mean baseline".into(),
+        name: "per-gene baseline".into(),
         colour: PALETTE[7],
         points: val().filter_map(|r| Some((r.step as f64, r.val_baseline?))).collect(),
         markers: true,
@@ -51,7 +51,7 @@ pub fn write_health_curve(path: &Path, records: &[StepRecord]) -> Result<()> {
     rank.series.push(series("participation ratio (effective dimensions)", 0, &|h| Some(h.participation_ratio)));
     let mut shares = LineChart::new("", "step", "share");
     shares.series.push(series("top component's variance share", 3, &|h| Some(h.top_share)));
-    shares.series.push(series("ln(library size) ridge R²", 7, &|h| Some(h.library_r2)));
+    shares.series.push(series("ln(library size) ridge R2", 7, &|h| Some(h.library_r2)));
     if let Some(column) = health.iter().find_map(|(_, h)| h.label.as_ref().map(|l| l.column.clone())) {
         shares.series.push(series(&format!("{column} kNN accuracy"), 2, &|h| h.label.as_ref().map(|l| l.accuracy)));
         shares.series.push(series(&format!("{column} chance"), 5, &|h| h.label.as_ref().map(|l| l.chance)));
