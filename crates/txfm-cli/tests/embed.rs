@@ -121,3 +121,55 @@ fn an_input_without_model_genes_fails_naming_the_file_and_writes_nothing() {
     let leftovers: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.contains("partial")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_bad_value_past_the_first_thousand_rows_fails_the_run_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained(d);
+    let names = txfm::data::open_source(&d.join("sim.h5ad"), &Default::default()).unwrap().var_names().to_vec();
+    let g = names.len();
+    // 1,500 cells of plain counts; one value at row 1,200 (after the rows checked on opening) is
+    // bad: NaN, negative or fractional.
+    for (bad, what) in [(f32::NAN, "NaN"), (-3.0, "negative"), (2.5, "non-integer")] {
+        let input = d.join("deep.h5ad");
+        let mut w = H5adWriter::create(&input, &ObsFrame { names: names.clone(), columns: vec![] }).unwrap();
+        let mut x = CsrChunk::new(0, g);
+        for i in 0..1_500usize {
+            let mut row: Vec<f32> = (0..g).map(|j| ((i * 7 + j * 3) % 5) as f32).collect();
+            if i == 1_200 {
+                row[4] = bad;
+            }
+            x.push_dense_row(&row);
+        }
+        w.append_x(&x).unwrap();
+        w.finish(&ObsFrame { names: (0..1_500).map(|i| format!("c{i}")).collect(), columns: vec![] }).unwrap();
+        let o = txfm(&["embed", "--model", "run", "--input", "deep.h5ad", "--output", "deep.emb.h5ad"], d);
+        let msg = text(&o);
+        assert!(!o.status.success(), "{what}: {msg}");
+        assert!(msg.contains("deep.h5ad") && msg.contains("does not hold raw counts") && msg.contains("row 1200"), "{what}: {msg}");
+        assert!(!d.join("deep.emb.h5ad").exists(), "{what}: output written");
+    }
+}
+
+#[test]
+fn a_checkpoint_that_yields_non_finite_embeddings_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained(d);
+    // Corrupt the weights as a bad disk or a diverged copy would: the CLS token becomes NaN.
+    let ckpt = d.join("run/checkpoints/step-0000003/model.safetensors");
+    let mut named = tch::Tensor::read_safetensors(&ckpt).unwrap();
+    for (name, t) in named.iter_mut() {
+        if name == "encoder.cls" {
+            *t = t.full_like(f64::NAN);
+        }
+    }
+    tch::Tensor::write_safetensors(&named, &ckpt).unwrap();
+    let o = txfm(&["embed", "--model", "run", "--input", "sim.h5ad", "--output", "nan.h5ad"], d);
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(msg.contains("is not finite") && msg.contains("may be corrupt"), "{msg}");
+    assert!(!d.join("nan.h5ad").exists());
+}
+

@@ -13,6 +13,7 @@ use super::genes::GeneMap;
 use super::output::{create_sink, InputInfo, OutputFormat};
 use super::sampler::{weights_from_corpus, weights_from_input, Sampler};
 use crate::corpus::Corpus;
+use crate::data::counts_check::CountsCheck;
 use crate::data::genes::GeneIdKind;
 use crate::data::{open_source, ExpressionSource, SourceFormat, SourceOptions};
 use crate::runtime::DeviceSpec;
@@ -174,6 +175,11 @@ impl EmbedJob {
         let meta = self.src.meta().clone();
         let info = InputInfo { path: &o.input, format: source_format, n_obs: meta.obs.n_obs(), obs: &meta.obs, var_names: &meta.var_names };
         let mut sink = create_sink(self.format, &o.output, &info, &o.key, d)?;
+        // Opening checked the first rows; every row read is checked here, so a bad value deep in
+        // the file fails the run (and the output never appears) instead of becoming NaN rows.
+        let (path, matrix) = (self.src.path().to_path_buf(), self.src.matrix_name().to_string());
+        let mut counts = (!o.source.allow_non_counts).then(CountsCheck::new);
+        let model_dir = self.embedder.checkpoint.dir.clone();
         self.embedder.embed_source(
             self.src.as_mut(),
             &self.genes,
@@ -182,7 +188,24 @@ impl EmbedJob {
             o.batch_size,
             o.chunk_rows,
             progress,
-            |chunk, emb| sink.write(chunk, emb),
+            |chunk, emb| {
+                if let Some(check) = &mut counts {
+                    check.observe(chunk);
+                    if let Some(seen) = check.problem() {
+                        return Err(Error::NotCounts { path: path.clone(), matrix: matrix.clone(), seen });
+                    }
+                }
+                if let Some(bad) = emb.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::Invalid(format!(
+                        "{}: the embedding of row {} is not finite ({}); the checkpoint {} may be corrupt. Nothing was written",
+                        path.display(),
+                        chunk.row_start + bad / d,
+                        emb[bad],
+                        model_dir.display()
+                    )));
+                }
+                sink.write(chunk, emb)
+            },
         )?;
         let warnings = sink.warnings();
         let files = sink.finish()?;
