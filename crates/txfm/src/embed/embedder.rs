@@ -69,7 +69,7 @@ impl Embedder {
     /// unless `seed` is given, its `loader.seed`. Without an explicit `k`, a run that draws
     /// detected genes first (`loader.zero_weight < 1`) shows each sample all its detected genes,
     /// and at least the model's K: on the quickstart screen this lifted the benchmark average
-    /// from 27.8 to 35.3 over the training K (docs/experiments.md). With an explicit `k`, or a
+    /// from 27.8 to 37.6 over the training K, the same weights (docs/experiments.md § 2.4). With an explicit `k`, or a
     /// run drawn the paper's way, each sample shows exactly K genes, as the loader drew them.
     pub fn sampler(&self, seed: Option<u64>, k: Option<usize>, weights: Option<Vec<f64>>) -> Sampler {
         let c = &self.checkpoint.config;

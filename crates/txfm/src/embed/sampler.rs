@@ -76,12 +76,13 @@ impl Sampler {
             let detected = if self.all_detected { rows.row(r).1.iter().filter(|&&c| c > 0.0).count() } else { 0 };
             self.k.max(detected).min(profiled.len()).max(1)
         };
-        let (n, k) = (range.len(), range.clone().map(row_k).max().unwrap_or(1));
+        let row_ks: Vec<usize> = range.clone().map(row_k).collect();
+        let (n, k) = (range.len(), row_ks.iter().copied().max().unwrap_or(1));
         let mut b = HostVisible { n, k, genes: vec![0; n * k], values: vec![0.0; n * k], pad: vec![true; n * k] };
-        for (i, r) in range.enumerate() {
+        for ((i, r), &row_k) in range.enumerate().zip(&row_ks) {
             let mut rng = row_rng(self.seed, sampling, (rows.row_start + r) as u64);
             let (genes, counts) = rows.row(r);
-            let visible = sample_visible(profiled, row_k(r), self.weights.as_deref(), self.zero_weight, genes, counts, &mut rng);
+            let visible = sample_visible(profiled, row_k, self.weights.as_deref(), self.zero_weight, genes, counts, &mut rng);
             let values = self.preprocess.values_at(genes, counts, rows.library_size[r], &visible);
             for (j, (&g, v)) in visible.iter().zip(values).enumerate() {
                 b.genes[i * k + j] = g as i64;

@@ -28,9 +28,7 @@ impl CountActivation {
             }
         }
     }
-}
 
-impl CountActivation {
     /// A logit `z` with `φ(z) = x` for a target value `x ≥ 0`, within what `φ` can reach (a value
     /// beyond a bounded activation's ceiling gets the ceiling's logit). For `Softmax`, a logit
     /// whose share `exp(z)` is the normalised count `expm1(x) / L`: a set of such logits, one

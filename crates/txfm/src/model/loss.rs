@@ -38,9 +38,7 @@ impl LossKind {
             }
         }
     }
-}
 
-impl LossKind {
     /// The constant prediction `x̂` that minimises this loss over samples of a gene whose
     /// preprocessed values have mean `mean_x` and whose shifted counts `exp(x)` have mean
     /// `mean_exp_x`: the per-gene baseline a model must beat, and where its output starts.
