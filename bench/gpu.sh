@@ -13,7 +13,10 @@
 #
 # Each result is one JSON line in OUT_DIR/*.jsonl; the lines to copy into BENCHMARKS.md are printed.
 # Environment: TXFM (the binary; default target/release/txfm), PYTHON (default: the project venv's
-# python if present, else python3), BATCHES (training batch sizes, default "32 64"), PEAK_TFLOPS.
+# python if present, else python3), BATCHES (training batch sizes, default "32 64"), EMBED_BATCHES
+# (default "256 512"), FILE_CELLS (cells of the `file` step, default 10^6), COMPILE (1: also time the
+# reference under torch.compile, the default; 0: skip it, it costs a minute of compiling per size),
+# PEAK_TFLOPS.
 # SMOKE=1 runs every step on the CPU with a tiny model and file, to check the script itself.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -46,7 +49,9 @@ genes=20000
 model=(--d-model 768 --blocks 12 --heads 12 --k 2048 --genes $genes --decoder-layers 4)
 common=(--device "$device" --warmup 5 --steps 20 --json --peak-tflops "$peak")
 preset=b sim=large cells=()
-embed_batches="256 512"
+[ -n "${FILE_CELLS:-}" ] && cells=(--cells "$FILE_CELLS")
+embed_batches=${EMBED_BATCHES:-256 512}
+compile=${COMPILE:-1}
 if [ "$smoke" = 1 ]; then
   genes=2000
   model=(--d-model 32 --blocks 1 --heads 2 --k 64 --genes $genes --decoder-layers 1)
@@ -61,7 +66,9 @@ pair() { # mode batch [extra flags]
   [ "$mode" = embed ] && flag=(--embed)
   "$txfm" bench "$mode" "${model[@]}" "${common[@]}" --batch "$batch" | tee -a "$out/$mode.jsonl"
   "$python" bench/torch_reference.py "${model[@]}" "${common[@]}" "${flag[@]}" --batch "$batch" | tee -a "$out/$mode.jsonl"
-  "$python" bench/torch_reference.py "${model[@]}" "${common[@]}" "${flag[@]}" --batch "$batch" --compile | tee -a "$out/$mode.jsonl"
+  if [ "$compile" = 1 ]; then
+    "$python" bench/torch_reference.py "${model[@]}" "${common[@]}" "${flag[@]}" --batch "$batch" --compile | tee -a "$out/$mode.jsonl"
+  fi
 }
 
 if [ "$what" = train ] || [ "$what" = all ]; then
@@ -82,8 +89,8 @@ if [ "$what" = file ] || [ "$what" = all ]; then
   start=$(date +%s.%N)
   "$txfm" embed --model "$work/run" --input "$work/cells.h5ad" --output "$work/emb.npy" --device "$device" --batch-size 512
   end=$(date +%s.%N)
-  cells=$("$python" -c "import numpy; print(numpy.load('$work/emb.npy', mmap_mode='r').shape[0])")
-  echo "{\"impl\": \"txfm embed\", \"cells\": $cells, \"seconds\": $(echo "$end - $start" | bc), \"cells_per_s\": $(echo "$cells / ($end - $start)" | bc)}" | tee -a "$out/file.jsonl"
+  # python, not bc, for the arithmetic: GPU images often lack bc.
+  "$python" -c "import json, numpy, sys; n = numpy.load('$work/emb.npy', mmap_mode='r').shape[0]; s = $end - $start; print(json.dumps({'impl': 'txfm embed', 'cells': n, 'seconds': round(s, 2), 'cells_per_s': round(n / s)}))" | tee -a "$out/file.jsonl"
 fi
 
 "$python" - "$out" <<'PY'

@@ -24,6 +24,7 @@ fn main() {
         .file("csrc/autocast.cpp")
         .file("csrc/grad_hooks.cpp")
         .file("csrc/device_memory.cpp")
+        .file("csrc/pinned.cpp")
         .include(&include)
         // The torch 2.x wheels are built with the C++11 ABI.
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
@@ -32,6 +33,7 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     println!("cargo:rerun-if-changed=csrc/grad_hooks.cpp");
     println!("cargo:rerun-if-changed=csrc/device_memory.cpp");
+    println!("cargo:rerun-if-changed=csrc/pinned.cpp");
     mpi();
     let nccl = std::path::Path::new(&lib).join("../../nvidia/nccl/lib/libnccl.so.2");
     println!("cargo:rustc-env=TXFM_WHEEL_NCCL={}", nccl.display());

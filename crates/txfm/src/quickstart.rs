@@ -27,7 +27,7 @@ pub struct QuickstartConfig {
     /// Folder for everything the quickstart writes (re-running replaces its contents).
     pub out: PathBuf,
     pub sim: SimConfig,
-    /// The training stage's run (the `small` preset: the CPU recipe).
+    /// The training stage's run (the `small` preset, the CPU recipe, or `medium`, the GPU one).
     pub run: RunConfig,
     /// The benchmark stage (quick: short probe and decoder training).
     pub bench: PerturbConfig,
@@ -39,19 +39,26 @@ impl QuickstartConfig {
         QuickstartConfig {
             out: out.into(),
             sim: SimConfig::quickstart(),
-            run: Self::run_config("small").expect("a preset"),
+            run: Self::run_config("auto").expect("a preset"),
             bench: PerturbConfig::quick().with_seeds(3),
             progress: false,
         }
     }
 
-    /// The run preset `name` (`small` or `tiny`) with the health's kNN on the simulated cell
-    /// states: per cell, the screen's 60 perturbations are at chance for every embedding (PCA's
-    /// kNN 3.5%, below the 10% of always guessing "control"), so they cannot show a collapse.
+    /// The run preset `name` (`auto`, `medium`, `small` or `tiny`) with the health's kNN on the
+    /// simulated cell states: per cell, the screen's 60 perturbations are at chance for every
+    /// embedding (PCA's kNN 3.5%, below the 10% of always guessing "control"), so they cannot
+    /// show a collapse. `auto` is `medium` where libtorch sees a CUDA device, else `small`: the
+    /// GPU recipe scores higher but would take hours on a CPU.
     pub fn run_config(name: &str) -> Result<RunConfig> {
+        let name = match name {
+            "auto" if crate::runtime::cuda_device_count() > 0 => "medium",
+            "auto" => "small",
+            other => other,
+        };
         let mut run = match name {
-            "small" | "tiny" => RunConfig::preset(name)?,
-            _ => return Err(Error::Invalid(format!("quickstart run preset '{name}': expected small or tiny"))),
+            "medium" | "small" | "tiny" => RunConfig::preset(name)?,
+            _ => return Err(Error::Invalid(format!("quickstart run preset '{name}': expected auto, medium, small or tiny"))),
         };
         run.health_label = Some("cell_state".into());
         Ok(run)

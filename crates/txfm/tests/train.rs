@@ -118,6 +118,31 @@ mod train {
         }
     }
 
+    /// Gradient accumulation changes where the activations live, not the update: slices of 7
+    /// (the last one 4) of each 32-sample batch, each weighed by its share of the loss terms,
+    /// step the model as the whole batch does, up to float summation order.
+    #[test]
+    fn micro_batches_make_the_update_of_the_whole_batch() {
+        let _g = lock();
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = simulated_corpus(dir.path(), 3);
+        let mut cfg = config(6);
+        // Stochastic depth draws per slice, which would make the two runs differ by design.
+        cfg.model.drop_path = 0.0;
+        let whole = train(corpus.clone(), &cfg, &TrainOptions::new(dir.path().join("whole"))).unwrap();
+        cfg.micro_batch_size = Some(7);
+        let sliced = train(corpus, &cfg, &TrainOptions::new(dir.path().join("sliced"))).unwrap();
+        for (a, b) in whole.train_losses.iter().zip(&sliced.train_losses) {
+            assert!((a - b).abs() <= 1e-5 * a.abs(), "training losses {a} vs {b}");
+        }
+        let (x, y) = (tensors(&whole.checkpoint.join("model.safetensors")), tensors(&sliced.checkpoint.join("model.safetensors")));
+        assert_eq!((whole.train_losses.len(), sliced.train_losses.len()), (6, 6));
+        for ((n, a), (_, b)) in x.iter().zip(&y) {
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(diff <= 2e-4, "{n}: the sliced run's weights differ by {diff}");
+        }
+    }
+
     #[test]
     fn a_diverging_run_stops_at_its_step_and_keeps_the_last_good_checkpoint() {
         let _g = lock();

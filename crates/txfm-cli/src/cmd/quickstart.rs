@@ -17,8 +17,10 @@ pub struct Args {
     /// Random seed of the simulation.
     #[arg(long)]
     seed: Option<u64>,
-    /// Training run preset: small (the CPU recipe, a few minutes) or tiny (seconds, for tests).
-    #[arg(long, default_value = "small")]
+    /// Training run preset: auto (medium with a CUDA GPU, else small), medium (the GPU recipe,
+    /// about a minute on one H200), small (the CPU recipe, a few minutes) or tiny (seconds, for
+    /// tests).
+    #[arg(long, default_value = "auto")]
     run_preset: String,
     /// Seed of the model's initialisation and of the loader (split, order, visible genes).
     #[arg(long)]

@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Continue the run in --out from its latest checkpoint, with that checkpoint's config.
-    #[arg(long, conflicts_with_all = ["config", "steps"])]
+    #[arg(long, conflicts_with_all = ["config", "steps", "batch_size", "micro_batch_size"])]
     resume: bool,
     /// cpu, cuda, cuda:N or auto (overrides the config's). With several ranks, cuda and auto mean
     /// the GPU of each process's local rank.
@@ -41,6 +41,13 @@ pub struct Args {
     /// Checkpoint and exit once this many steps are done (resume later with --resume).
     #[arg(long)]
     stop_at: Option<u64>,
+    /// Samples per step and process (overrides loader.batch_size).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: Option<u64>,
+    /// Run each step's batch in slices of at most this many samples and accumulate their
+    /// gradients (overrides micro_batch_size): the same update in less device memory.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    micro_batch_size: Option<u64>,
     /// Train data-parallel on N processes of this machine (one per GPU): re-runs this command under
     /// `mpirun -n N` ($TXFM_MPIRUN to use another). The global batch is N × loader.batch_size.
     /// For several machines, start the processes with mpirun yourself (see README) and leave
@@ -83,6 +90,12 @@ fn train_rank(a: Args, root: bool) -> anyhow::Result<()> {
         }
         if let Some(s) = a.steps {
             (config.steps, config.epochs) = (Some(s), None);
+        }
+        if let Some(b) = a.batch_size {
+            config.loader.batch_size = b as usize;
+        }
+        if let Some(m) = a.micro_batch_size {
+            config.micro_batch_size = Some(m as usize);
         }
         train(corpus, &config, &opts).with_context(|| format!("training into {}", a.out.display()))?
     };

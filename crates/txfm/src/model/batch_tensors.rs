@@ -28,7 +28,7 @@ impl BatchTensors {
         let to = |t: Tensor, shape: [i64; 2]| {
             let t = t.view(shape);
             match device {
-                Device::Cuda(_) => t.pin_memory(device).to_device_(device, t.kind(), true, false),
+                Device::Cuda(_) => crate::runtime::pinned(&t, device).to_device_(device, t.kind(), true, false),
                 _ => t.to_device(device),
             }
         };
@@ -40,6 +40,16 @@ impl BatchTensors {
             },
             target: to(Tensor::from_slice(&batch.target), [n, g]),
             target_mask: to(Tensor::from_slice(&batch.target_mask), [n, g]),
+        }
+    }
+
+    /// Rows `start..start + len` as views of this batch's tensors (no copy): a micro-batch.
+    pub fn rows(&self, start: usize, len: usize) -> BatchTensors {
+        let slice = |t: &Tensor| t.narrow(0, start as i64, len as i64);
+        BatchTensors {
+            visible: VisibleTokens { genes: slice(&self.visible.genes), values: slice(&self.visible.values), pad: slice(&self.visible.pad) },
+            target: slice(&self.target),
+            target_mask: slice(&self.target_mask),
         }
     }
 

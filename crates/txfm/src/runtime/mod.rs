@@ -5,8 +5,10 @@ pub mod autocast;
 pub mod device_memory;
 pub mod dist;
 pub mod hooks;
+pub mod pinned;
 
 pub use autocast::{with_autocast, AutocastDtype};
+pub use pinned::pinned;
 
 use crate::{Error, Result};
 

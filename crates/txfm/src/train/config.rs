@@ -51,6 +51,14 @@ pub struct RunConfig {
     /// started as soon as the backward pass has filled it (PyTorch DDP's `bucket_cap_mb`).
     #[serde(default = "default_bucket_mb")]
     pub bucket_mb: f64,
+    /// Gradient accumulation: each step's batch (`loader.batch_size` samples per process) runs
+    /// forward and backward in slices of at most this many samples, and the optimiser steps once
+    /// on their summed gradient, which equals the whole batch's (each slice's loss weighed by its
+    /// share of the loss terms). The activations of one slice are what must fit on the device:
+    /// about 0.75 GiB per sample for TxFM-B at K = 2048 under bf16, so the paper's 256 do not fit
+    /// one 80 GiB GPU at once. `None`: the whole batch at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_batch_size: Option<usize>,
     pub optimizer: OptimizerConfig,
     pub model: ModelConfig,
     pub loader: LoaderConfig,
@@ -155,14 +163,52 @@ impl RunConfig {
             autocast: false,
             autocast_dtype: AutocastDtype::Bf16,
             bucket_mb: default_bucket_mb(),
+            micro_batch_size: None,
             optimizer: OptimizerConfig { lr: 3e-3, ..OptimizerConfig::default() },
             model,
             loader,
         }
     }
 
+    /// The GPU recipe (`docs/experiments.md` § 6): the CPU recipe's choices (detected genes
+    /// first, N(0, 1) gene embeddings, the baseline-started decoder bias, a 1-layer residual
+    /// decoder) at the paper's S width and depth (d 384, 6 blocks, 6 heads), K = 512, 800 steps
+    /// of 128 samples at lr 1e-3 under bf16 autocast: about a minute on one H200, where it took
+    /// the quickstart screen's benchmark from the CPU recipe's 37.7 to 49.4 ± 5.9 (3 seeds).
+    /// Far too slow for a CPU.
+    pub fn medium() -> Self {
+        let small = Self::small();
+        let model = ModelConfig {
+            d_model: 384,
+            n_blocks: 6,
+            n_heads: 6,
+            n_visible: 512,
+            decoder: crate::model::DecoderConfig::ResidualMlp { n_layers: 1, d_hidden: 384 },
+            ..small.model
+        };
+        let loader = LoaderConfig { k: model.n_visible, batch_size: 128, n_workers: 8, ..small.loader };
+        RunConfig {
+            device: "auto".into(),
+            steps: Some(800),
+            checkpoint_every: 400,
+            eval_every: 400,
+            autocast: true,
+            optimizer: OptimizerConfig { lr: 1e-3, ..small.optimizer },
+            model,
+            loader,
+            ..small
+        }
+    }
+
     /// TxFM-S, -B, -L: the paper's model at its K, batches of 256 on the first GPU, 100k steps.
+    /// B and L accumulate gradients over slices small enough for an 80 GiB GPU (measured on an
+    /// H200: TxFM-B at 64 samples peaks at 49 GiB; 256 at once ran out of its 140 GiB).
     fn paper(model: ModelConfig) -> Self {
+        let micro_batch_size = match model.d_model {
+            0..=512 => None,
+            513..=800 => Some(64),
+            _ => Some(16),
+        };
         let loader = LoaderConfig { k: model.n_visible, tau: model.sampling_tau, n_workers: 8, ..LoaderConfig::default() };
         RunConfig {
             seed: 0,
@@ -178,17 +224,19 @@ impl RunConfig {
             autocast: true,
             autocast_dtype: AutocastDtype::Bf16,
             bucket_mb: default_bucket_mb(),
+            micro_batch_size,
             optimizer: OptimizerConfig::default(),
             model,
             loader,
         }
     }
 
-    /// Looks a preset up by name (`tiny`, `small`, `s`, `b`, `l`).
+    /// Looks a preset up by name (`tiny`, `small`, `medium`, `s`, `b`, `l`).
     pub fn preset(name: &str) -> Result<Self> {
         match name {
             "tiny" => Ok(Self::tiny()),
             "small" => Ok(Self::small()),
+            "medium" => Ok(Self::medium()),
             _ => ModelConfig::preset(name).map(Self::paper),
         }
     }
@@ -234,6 +282,9 @@ impl RunConfig {
         }
         if !(self.bucket_mb.is_finite() && self.bucket_mb >= 0.0) {
             return bad("bucket_mb", format!("must be a size in MiB (>= 0), got {}", self.bucket_mb));
+        }
+        if self.micro_batch_size == Some(0) {
+            return bad("micro_batch_size", "must be positive (or left out for the whole batch at once)".into());
         }
         if self.eval_batches == Some(0) {
             return bad("eval_batches", "must be positive (or left out for the whole split)".into());
@@ -282,9 +333,20 @@ impl RunConfig {
 mod tests {
     use super::*;
 
+    /// The `medium` preset is the config whose three seeds `docs/experiments.md` § 6 measured on
+    /// a GPU (saved there as it ran: device `cuda`, health on `cell_state`, as the quickstart
+    /// sets it). A change to the preset must be measured again, and this file replaced.
+    #[test]
+    fn the_medium_preset_is_the_measured_gpu_config() {
+        let measured: RunConfig = toml::from_str(include_str!("../../../../docs/experiments/medium_measured.toml")).unwrap();
+        let mut preset = RunConfig::medium();
+        (preset.device, preset.health_label) = ("cuda".into(), Some("cell_state".into()));
+        assert_eq!(preset, measured);
+    }
+
     #[test]
     fn presets_validate_and_round_trip_through_toml() {
-        for name in ["tiny", "small", "s", "b", "l"] {
+        for name in ["tiny", "small", "medium", "s", "b", "l"] {
             let config = RunConfig::preset(name).unwrap();
             config.validate(name).unwrap();
             assert_eq!(toml::from_str::<RunConfig>(&config.to_toml()).unwrap(), config, "{name}");

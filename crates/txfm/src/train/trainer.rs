@@ -333,32 +333,45 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
     // The step's batch is already on its way to the device: each step stages the next one before
     // it reads its own loss (its one host synchronisation), so on a GPU the copy overlaps the
     // step's kernels (double buffering; the host side is pinned).
-    let stage = |batches: &mut Batches, at: LoaderState| next_batch(&train_loader, batches, at).map(|b| Staged::new(map.apply(b), device, world));
+    let stage = |batches: &mut Batches, at: LoaderState| {
+        next_batch(&train_loader, batches, at).map(|b| Staged::new(map.apply(b), device, world, config.micro_batch_size))
+    };
     let mut staged = (state.step < stop).then(|| stage(&mut batches, state.loader)).transpose()?;
     while let Some(batch) = staged.take() {
         let started = Instant::now();
         let lr = schedule.lr(state.step);
         tch::manual_seed(rank_step_seed(config.seed, state.step, world.rank));
-        let (loss, _, _) = with_autocast(device, autocast, || model.forward(&batch.tensors, true));
         // Loss terms and samples of the global batch (host numbers: no device synchronisation).
         let mut global = [batch.terms, batch.n as f64];
-        if let Some(reducer) = &reducer {
+        if reducer.is_some() {
             world.all_reduce_sum_f64(&mut global)?;
-            // The global batch's loss is the ranks' masked means weighted by their numbers of loss
-            // terms (equal shares unless the epoch's last batch was split unevenly); its gradient
-            // is the mean over the ranks of these weighted losses' gradients.
-            let weight = batch.terms * world.size as f64 / global[0].max(1.0);
-            optimizer.zero_grad();
-            reducer.prepare();
-            (&loss * weight).backward();
-            reducer.finish()?;
-            if let Some(max_norm) = config.optimizer.grad_clip {
-                let _norm = optimizer.clip_grad_norm(max_norm);
-            }
-            optimizer.step(lr, weight_decay);
-        } else {
-            optimizer.backward_step(&loss, config.optimizer.grad_clip, lr, weight_decay);
         }
+        // The step's loss is the global batch's masked mean: each micro-batch's masked mean
+        // weighed by its share of the loss terms (over the ranks in data-parallel runs, where the
+        // reducer then averages the ranks' gradients, hence the world size). The gradients of the
+        // slices accumulate; the reducer reads the sum during the last slice's backward pass.
+        optimizer.zero_grad();
+        let mut loss = tch::Tensor::zeros([], (tch::Kind::Float, device));
+        for (i, &(start, len, terms)) in batch.parts.iter().enumerate() {
+            let whole = batch.parts.len() == 1;
+            let tensors = if whole { None } else { Some(batch.tensors.rows(start, len)) };
+            let (part_loss, _, _) = with_autocast(device, autocast, || model.forward(tensors.as_ref().unwrap_or(&batch.tensors), true));
+            let (part_terms, share) = if whole { (batch.terms, 1.0) } else { (terms, terms / batch.terms.max(1.0)) };
+            let weight = if reducer.is_some() { part_terms * world.size as f64 / global[0].max(1.0) } else { share };
+            let last = i + 1 == batch.parts.len();
+            if let (true, Some(reducer)) = (last, &reducer) {
+                reducer.prepare();
+            }
+            (&part_loss * weight).backward();
+            if let (true, Some(reducer)) = (last, &reducer) {
+                reducer.finish()?;
+            }
+            loss += part_loss.detach().to_kind(tch::Kind::Float) * share;
+        }
+        if let Some(max_norm) = config.optimizer.grad_clip {
+            let _norm = optimizer.clip_grad_norm(max_norm);
+        }
+        optimizer.step(lr, weight_decay);
         let epoch = state.loader.epoch;
         state.step += 1;
         state.loader = state.loader.after_batch(batches_per_epoch);
@@ -438,15 +451,31 @@ struct Staged {
     tensors: BatchTensors,
     /// Samples in the batch.
     n: usize,
-    /// Loss terms (masked target entries), which weigh the ranks' losses in data-parallel runs;
-    /// counted only there.
+    /// Loss terms (masked target entries) of the whole batch, which weigh the ranks' losses in
+    /// data-parallel runs and the micro-batches' within a step; counted only where needed.
     terms: f64,
+    /// The micro-batches: `(first row, rows, loss terms)`; one for the whole batch unless
+    /// `micro_batch_size` splits it.
+    parts: Vec<(usize, usize, f64)>,
 }
 
 impl Staged {
-    fn new(batch: Batch, device: Device, world: &World) -> Staged {
-        let terms = if world.is_distributed() { batch.target_mask.iter().filter(|&&m| m).count() as f64 } else { 0.0 };
-        Staged { tensors: BatchTensors::from_batch(&batch, device), n: batch.n, terms }
+    fn new(batch: Batch, device: Device, world: &World, micro_batch_size: Option<usize>) -> Staged {
+        let size = micro_batch_size.unwrap_or(batch.n).max(1);
+        let count = |rows: std::ops::Range<usize>| batch.target_mask[rows.start * batch.g..rows.end * batch.g].iter().filter(|&&m| m).count() as f64;
+        let parts: Vec<(usize, usize, f64)> = if batch.n <= size {
+            vec![(0, batch.n, 0.0)]
+        } else {
+            (0..batch.n).step_by(size).map(|start| (start, size.min(batch.n - start), count(start..(start + size).min(batch.n)))).collect()
+        };
+        let terms = if parts.len() > 1 {
+            parts.iter().map(|p| p.2).sum()
+        } else if world.is_distributed() {
+            count(0..batch.n)
+        } else {
+            0.0
+        };
+        Staged { tensors: BatchTensors::from_batch(&batch, device), n: batch.n, terms, parts }
     }
 }
 
