@@ -37,6 +37,7 @@ enum Command {
 
 fn main() {
     txfm::runtime::tune_allocator();
+    txfm::runtime::default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Quickstart(a) => cmd::quickstart::run(a),

@@ -91,3 +91,13 @@ fn bad_requests_fail_naming_the_problem() {
     assert!(!o.status.success() && text(&o).contains("expected pca or libnorm"), "{}", text(&o));
     assert!(!dir.path().join("b/report.json").exists());
 }
+
+/// `--seeds 0` would benchmark nothing and print a table of "—" with exit 0; it is refused.
+#[test]
+fn zero_seeds_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = txfm(&["bench", "perturb", "--input", "x.h5ad", "--obsm", "X_pca", "--annotations", "p.csv", "--out", "b", "--seeds", "0"], dir.path());
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--seeds"), "{}", text(&o));
+    assert!(!dir.path().join("b").exists());
+}

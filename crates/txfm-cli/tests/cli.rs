@@ -79,3 +79,24 @@ fn bad_inputs_fail_with_the_file_named_and_nothing_written() {
     let o = txfm(&["inspect", "fake.h5ad"], dir.path());
     assert!(!o.status.success() && text(&o).contains("fake.h5ad"), "{}", text(&o));
 }
+
+/// `txfm inspect s.h5ad | head -0`: the reader is gone before txfm prints. txfm ends quietly at
+/// the write (SIGPIPE, as Unix tools do) instead of panicking with exit code 101.
+#[test]
+fn a_closed_stdout_pipe_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let o = txfm(&["simulate", "--preset", "tiny", "--cells", "300", "--out", "s.h5ad"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_txfm"))
+        .args(["inspect", "s.h5ad"])
+        .current_dir(dir.path())
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(o.status.signal(), Some(13), "expected the default SIGPIPE ending, got {:?}: {stderr}", o.status);
+}

@@ -225,3 +225,23 @@ print(b.obsm["X_pca"].shape, pcs.shape, len(s["explained_variance_ratio"]), b.ob
     assert_eq!((back.gene_ids.len(), back.n_comps), (200, 8));
     assert!((back.values[0] as f64 - from_corpus.components[0]).abs() < 1e-6);
 }
+
+/// PCA of a matrix with no variance (all zeros) is an error, not "0 components explaining NaN%"
+/// with arbitrary components.
+#[test]
+fn pca_of_an_all_zero_matrix_is_an_error() {
+    use txfm::data::h5ad::H5adWriter;
+    use txfm::data::{CsrChunk, ObsFrame};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zeros.h5ad");
+    let mut w = H5adWriter::create(&path, &ObsFrame { names: (0..10).map(|j| format!("g{j}")).collect(), columns: vec![] }).unwrap();
+    let mut x = CsrChunk::new(0, 10);
+    for _ in 0..30 {
+        x.push_dense_row(&[0.0; 10]);
+    }
+    w.append_x(&x).unwrap();
+    w.finish(&ObsFrame { names: (0..30).map(|i| format!("c{i}")).collect(), columns: vec![] }).unwrap();
+    let config = PcaConfig { n_top_genes: None, svd: SvdConfig { n_components: 4, ..SvdConfig::default() }, ..PcaConfig::default() };
+    let err = fit_pca(&mut open(&path), &config, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("no variance"), "{err}");
+}

@@ -241,3 +241,33 @@ fn refuses_non_counts_naming_the_file_and_leaves_nothing() {
     let again = build_corpus(&Manifest::new(vec![DatasetSpec::new("x", &z, GeneIdKind::Symbol)], Filters::none()), &out, &BuildOptions::default());
     assert!(again.unwrap_err().to_string().contains("output folder exists"));
 }
+
+/// `--overwrite` replaces a corpus folder, and refuses anything else before doing any work: a
+/// folder holding the manifest's own h5ad (the case: it was deleted), or a corpus folder
+/// with a file of the user's added.
+#[test]
+fn overwrite_replaces_only_a_corpus_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let h5ad = dir.path().join("sim.h5ad");
+    simulate_to_h5ad(&SimConfig { n_cells: 200, ..SimConfig::tiny() }, &h5ad, &indicatif::ProgressBar::hidden()).unwrap();
+    let m = Manifest::new(vec![DatasetSpec::new("sim", &h5ad, GeneIdKind::Raw)], Filters::none());
+    let overwrite = BuildOptions { overwrite: true, ..BuildOptions::default() };
+
+    // Onto the folder that holds the input: refused, the input untouched.
+    let before = std::fs::read(&h5ad).unwrap();
+    let err = build_corpus(&m, dir.path(), &overwrite).unwrap_err().to_string();
+    assert!(err.contains("replaces only a txfm corpus folder") && err.contains("corpus.json"), "{err}");
+    assert_eq!(std::fs::read(&h5ad).unwrap(), before);
+
+    // A corpus is replaced.
+    let out = dir.path().join("corpus");
+    build(&m, &out);
+    assert_eq!(build_corpus(&m, &out, &overwrite).unwrap().n_samples, 200);
+
+    // A corpus with the user's notes in it is not, and says what is there.
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let err = build_corpus(&m, &out, &overwrite).unwrap_err().to_string();
+    assert!(err.contains("it also holds notes.txt"), "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+    assert!(Corpus::open(&out).is_ok());
+}

@@ -49,9 +49,9 @@ pub struct Args {
     /// `entity1,entity2` CSV files; repeatable.
     #[arg(long, required = true)]
     annotations: Vec<PathBuf>,
-    /// Number of seeds (splits), 0..S.
-    #[arg(long, default_value_t = 3)]
-    seeds: usize,
+    /// Number of seeds (splits), 0..S; at least 1.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    seeds: u64,
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
@@ -96,7 +96,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         None if a.quick => PerturbConfig::quick(),
         None => PerturbConfig::default(),
     };
-    cfg = cfg.with_seeds(a.seeds);
+    cfg = cfg.with_seeds(a.seeds as usize);
     cfg.postprocess = a.postprocess.iter().map(|s| s.trim().parse::<PostProcess>()).collect::<Result<_, _>>()?;
     cfg.inv &= !a.no_inv;
     cfg.device = a.device.clone();

@@ -17,7 +17,7 @@ pub enum Command {
         /// Output folder (written to a temporary folder, renamed at the end).
         #[arg(long)]
         out: PathBuf,
-        /// Replace `--out` if it exists.
+        /// Replace `--out` if it is a txfm corpus folder (anything else is refused).
         #[arg(long)]
         overwrite: bool,
         /// Use the paper's QC filters (genes in ≥ 1000 cells, cells with ≥ 2000 genes) instead of the manifest's.

@@ -183,6 +183,14 @@ pub fn fit_pca(input: &mut CountInput, config: &PcaConfig, on_rows: &mut dyn FnM
     let n_obs = input.n_obs();
     let mean: Vec<f64> = log.sum.iter().map(|&s| s / n_obs as f64).collect();
     let total_variance: f64 = variances(&log.sum, &log.sumsq, n_obs).iter().sum();
+    // No variance (an all-zero matrix, or every sample alike) leaves no direction to find: the
+    // components would be arbitrary and their explained shares 0/0.
+    if !(total_variance.is_finite() && total_variance > 0.0) {
+        return Err(Error::Invalid(format!(
+            "PCA: the {} samples have no variance over the genes used (total {total_variance}): an all-zero matrix, or every sample alike",
+            n_obs
+        )));
+    }
     let var_names = var_indices.iter().map(|&j| input.var_names[j].clone()).collect();
     let var_symbols = var_indices.iter().map(|&j| input.var_symbols[j].clone()).collect();
 

@@ -46,6 +46,9 @@ pub fn build_corpus(manifest: &Manifest, out: &Path, opts: &BuildOptions) -> Res
     if out.exists() && !opts.overwrite {
         return Err(Error::format(out, "output folder exists; choose another or pass --overwrite"));
     }
+    if out.exists() {
+        check_replaceable(out)?;
+    }
     let tmp = crate::atomic::temp_dir_beside(out)?;
     let summary = build_into(manifest, tmp.path(), opts)?;
     if summary.n_samples == 0 || summary.n_vars == 0 {
@@ -60,6 +63,52 @@ pub fn build_corpus(manifest: &Manifest, out: &Path, opts: &BuildOptions) -> Res
         std::fs::rename(tmp.keep(), out).map_err(|e| Error::io(out, e))?;
     }
     Ok(summary)
+}
+
+/// `--overwrite` replaces a corpus, never anything else: `out` must be a folder holding
+/// `corpus.json` and nothing but a corpus's own files (`genes.parquet`, `obs.parquet`,
+/// `profiled.parquet`, `shards/` of `part-N.parquet`). A folder that also holds, say, the manifest
+/// or its h5ad is refused with what is there, before any work is done.
+fn check_replaceable(out: &Path) -> Result<()> {
+    use super::schema::{GENES_FILE, OBS_FILE, PROFILED_FILE, SHARD_DIR, SUMMARY_FILE};
+    let refuse = |why: String| Err(Error::format(out, format!("--overwrite replaces only a txfm corpus folder, and {why}; nothing was changed")));
+    if !out.is_dir() {
+        return refuse("this is not a folder".into());
+    }
+    let list = |dir: &Path| -> Result<Vec<(String, bool)>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let is_dir = entry.file_type().map_err(|e| Error::io(entry.path(), e))?.is_dir();
+            names.push((entry.file_name().to_string_lossy().into_owned(), is_dir));
+        }
+        names.sort();
+        Ok(names)
+    };
+    let entries = list(out)?;
+    if !entries.iter().any(|(n, d)| n == SUMMARY_FILE && !d) {
+        return refuse(format!("it has no {SUMMARY_FILE}"));
+    }
+    let mut foreign: Vec<String> = Vec::new();
+    for (name, is_dir) in &entries {
+        match (name.as_str(), is_dir) {
+            (SUMMARY_FILE | GENES_FILE | OBS_FILE | PROFILED_FILE, false) => {}
+            (SHARD_DIR, true) => {
+                for (shard, sub) in list(&out.join(SHARD_DIR))? {
+                    if sub || !(shard.starts_with("part-") && shard.ends_with(".parquet")) {
+                        foreign.push(format!("{SHARD_DIR}/{shard}"));
+                    }
+                }
+            }
+            _ => foreign.push(if *is_dir { format!("{name}/") } else { name.clone() }),
+        }
+    }
+    if !foreign.is_empty() {
+        let shown: Vec<&str> = foreign.iter().take(5).map(String::as_str).collect();
+        let more = if foreign.len() > 5 { format!(" and {} more", foreign.len() - 5) } else { String::new() };
+        return refuse(format!("it also holds {}{more}", shown.join(", ")));
+    }
+    Ok(())
 }
 
 /// Why a build kept no sample or no gene, dataset by dataset (an empty corpus is never written).

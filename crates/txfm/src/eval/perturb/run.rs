@@ -30,7 +30,7 @@ use super::reconstruct::{ReconstructConfig, reconstruct_on};
 use super::report::{MetricSummary, PerturbReport, PerturbRow, SeedScores};
 use super::split::{SplitConfig, split};
 use crate::runtime::DeviceSpec;
-use crate::Result;
+use crate::{Error, Result};
 use crate::eval::annotations::PairDatabase;
 use crate::eval::recall::DEFAULT_THRESHOLDS;
 
@@ -98,6 +98,9 @@ impl PerturbConfig {
 
 /// Runs the benchmark on every embedding of `input` (see the module docs).
 pub fn run(input: &PerturbInput, dbs: &[PairDatabase], cfg: &PerturbConfig, progress: &ProgressBar) -> Result<PerturbReport> {
+    if cfg.seeds.is_empty() {
+        return Err(Error::Invalid("the benchmark needs at least one seed (--seeds 0 gives a table of nothing)".into()));
+    }
     let labels = input.labels();
     let mut warnings = Vec::new();
     let short = postprocess::batches_short_of_controls(labels);
