@@ -118,6 +118,48 @@ mod train {
         }
     }
 
+    /// A checkpoint damaged after it was written (a flipped byte, a truncated file) fails its
+    /// recorded SHA-256 when opened; resume then falls back to the newest intact checkpoint, also
+    /// with `latest` gone, says what it skipped, and ends where an uninterrupted run does.
+    #[test]
+    fn a_damaged_checkpoint_is_detected_and_resume_falls_back_to_an_intact_one() {
+        let _g = lock();
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = simulated_corpus(dir.path(), 3);
+        let mut cfg = config(60);
+        (cfg.checkpoint_every, cfg.eval_every) = (20, 30);
+        let straight = train(corpus.clone(), &cfg, &TrainOptions::new(dir.path().join("a"))).unwrap();
+
+        let b = dir.path().join("b");
+        train(corpus.clone(), &cfg, &TrainOptions { stop_at: Some(40), ..TrainOptions::new(&b) }).unwrap();
+        let step40 = b.join("checkpoints/step-0000040");
+        let model = step40.join("model.safetensors");
+        let mut bytes = std::fs::read(&model).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        std::fs::write(&model, &bytes).unwrap();
+        let err = Checkpoint::open(&step40).unwrap_err().to_string();
+        assert!(err.contains("model.safetensors") && err.contains("SHA-256"), "{err}");
+        std::fs::remove_file(b.join("checkpoints/latest")).unwrap();
+
+        let (found, skipped) = Checkpoint::latest_intact(&b).unwrap().unwrap();
+        assert_eq!(found.state.step, 20);
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(skipped[0].contains("latest") && skipped[0].contains("missing"), "{skipped:?}");
+        assert!(skipped[1].contains("step-0000040") && skipped[1].contains("SHA-256"), "{skipped:?}");
+
+        let rest = resume(corpus, &TrainOptions::new(&b), None).unwrap();
+        assert_eq!((rest.first_step, rest.step), (20, 60));
+        assert_eq!(rest.train_losses, straight.train_losses[20..], "the resumed steps differ");
+
+        // A truncated file fails the same way.
+        let optimizer = rest.checkpoint.join("optimizer.safetensors");
+        let len = std::fs::metadata(&optimizer).unwrap().len();
+        std::fs::File::options().write(true).open(&optimizer).unwrap().set_len(len / 2).unwrap();
+        let err = Checkpoint::open(&rest.checkpoint).unwrap_err().to_string();
+        assert!(err.contains("optimizer.safetensors") && err.contains("SHA-256"), "{err}");
+    }
+
     /// Gradient accumulation changes where the activations live, not the update: slices of 7
     /// (the last one 4) of each 32-sample batch, each weighed by its share of the loss terms,
     /// step the model as the whole batch does, up to float summation order.

@@ -8,9 +8,15 @@
 //!   the corpus on load: equal for a run trained on it, containing it for a fine-tuning run
 //!   (`RunConfig::finetuned_from`).
 //!
+//! - `SHA256SUMS`: the SHA-256 of each file above, in `sha256sum` format (so `sha256sum -c
+//!   SHA256SUMS` checks it by hand), verified whenever the checkpoint is opened.
+//!
 //! A checkpoint is written into a temporary folder and renamed into place, then
 //! `checkpoints/latest` is atomically pointed at it: a kill at any moment leaves the previous
-//! checkpoint intact and `latest` naming a complete one.
+//! checkpoint intact and `latest` naming a complete one. What a kill cannot do, a disk or a copy
+//! can: a file truncated or changed afterwards fails its checksum on open, and a resume falls back
+//! to the newest intact checkpoint, saying which it skipped and why
+//! ([`Checkpoint::latest_intact`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,6 +39,9 @@ const STATE_FILE: &str = "state.json";
 const CONFIG_FILE: &str = "config.toml";
 const GENES_FILE: &str = "genes.tsv";
 const LATEST_FILE: &str = "latest";
+const SUMS_FILE: &str = "SHA256SUMS";
+/// The files `SHA256SUMS` covers, in its order.
+const SUMMED: [&str; 5] = [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, CONFIG_FILE, GENES_FILE];
 
 /// Where a run stands after `step` completed steps.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -70,6 +79,26 @@ pub fn step_dir(run: &Path, step: u64) -> PathBuf {
     checkpoints_dir(run).join(format!("step-{step:07}"))
 }
 
+/// The first checkpoint found in `run` (the `latest` pointer, or else any `step-N` folder),
+/// without opening or checking it: whether the folder already holds a run.
+pub fn any_checkpoint(run: &Path) -> Result<Option<PathBuf>> {
+    let dir = checkpoints_dir(run);
+    let pointer = dir.join(LATEST_FILE);
+    if pointer.exists() {
+        return Ok(Some(pointer));
+    }
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        let entry = entry.map_err(|e| Error::io(&dir, e))?;
+        if entry.file_name().to_string_lossy().starts_with("step-") {
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
+}
+
 /// Writes a checkpoint of `vs` (indexed by `vocab`) and `optimizer` at `state.step` and points
 /// `latest` at it.
 pub fn save(run: &Path, vs: &nn::VarStore, optimizer: &AdamW, state: &TrainState, config: &RunConfig, vocab: &Vocabulary) -> Result<PathBuf> {
@@ -82,6 +111,11 @@ pub fn save(run: &Path, vs: &nn::VarStore, optimizer: &AdamW, state: &TrainState
     write_atomic(&tmp.path().join(STATE_FILE), &state_json)?;
     write_atomic(&tmp.path().join(CONFIG_FILE), &config.to_toml())?;
     write_atomic(&tmp.path().join(GENES_FILE), &genes_tsv(&vocab.names, &vocab.symbols))?;
+    let mut sums = String::new();
+    for name in SUMMED {
+        let _ = writeln!(sums, "{}  {name}", sha256_file(&tmp.path().join(name))?);
+    }
+    write_atomic(&tmp.path().join(SUMS_FILE), &sums)?;
     // A folder of that name is left from a timeline abandoned by a resume from an earlier step.
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -90,6 +124,55 @@ pub fn save(run: &Path, vs: &nn::VarStore, optimizer: &AdamW, state: &TrainState
     let name = dir.file_name().expect("named above").to_string_lossy();
     write_atomic(&checkpoints_dir(run).join(LATEST_FILE), &format!("{name}\n"))?;
     Ok(dir)
+}
+
+/// The SHA-256 of a file's bytes as lowercase hex, read in 8 MiB blocks.
+fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 8 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().fold(String::with_capacity(64), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    }))
+}
+
+/// Checks every file `dir/SHA256SUMS` lists against its recorded SHA-256. A checkpoint without
+/// the file (written before checksums were recorded) passes unchecked.
+fn verify(dir: &Path) -> Result<()> {
+    let sums_path = dir.join(SUMS_FILE);
+    let text = match std::fs::read_to_string(&sums_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(&sums_path, e)),
+    };
+    for (i, line) in text.lines().enumerate() {
+        let (want, name) = line
+            .split_once("  ")
+            .filter(|(h, n)| h.len() == 64 && !n.is_empty() && !n.contains('/'))
+            .ok_or_else(|| Error::format(&sums_path, format!("line {}: expected '<sha256>  <file name>'", i + 1)))?;
+        let path = dir.join(name);
+        if !path.exists() {
+            return Err(Error::format(&path, "missing from the checkpoint (SHA256SUMS lists it)"));
+        }
+        let got = sha256_file(&path)?;
+        if got != want {
+            return Err(Error::format(
+                &path,
+                format!("SHA-256 {got} differs from the {want} recorded when the checkpoint was written: the file is corrupt or was changed since"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn genes_tsv(names: &[String], symbols: &[String]) -> String {
@@ -122,8 +205,66 @@ impl Checkpoint {
         Checkpoint::open(&checkpoints_dir(run).join(name.trim())).map(Some)
     }
 
-    /// Reads a checkpoint folder's config, state and genes.
+    /// The checkpoint a resume continues from: the one `latest` points at if it is intact, else
+    /// the newest intact `step-N` folder. Returns it with a line per checkpoint skipped on the
+    /// way (its folder and why), newest first; `None` if the run has no checkpoint at all. A
+    /// missing or garbled `latest` is skipped the same way, so a run whose pointer was lost still
+    /// resumes.
+    pub fn latest_intact(run: &Path) -> Result<Option<(Checkpoint, Vec<String>)>> {
+        let dir = checkpoints_dir(run);
+        let mut skipped = Vec::new();
+        let mut candidates: Vec<(u64, PathBuf)> = Vec::new();
+        if dir.is_dir() {
+            for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+                let entry = entry.map_err(|e| Error::io(&dir, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(step) = name.strip_prefix("step-").and_then(|n| n.parse::<u64>().ok())
+                    && entry.path().is_dir()
+                {
+                    candidates.push((step, entry.path()));
+                }
+            }
+        }
+        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        let pointer = dir.join(LATEST_FILE);
+        let pointed = match std::fs::read_to_string(&pointer) {
+            Ok(name) => {
+                let target = dir.join(name.trim());
+                if candidates.iter().any(|(_, p)| *p == target) {
+                    Some(target)
+                } else {
+                    skipped.push(format!("{}: names '{}', which is not a checkpoint folder here", pointer.display(), name.trim()));
+                    None
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !candidates.is_empty() {
+                    skipped.push(format!("{}: missing", pointer.display()));
+                }
+                None
+            }
+            Err(e) => {
+                skipped.push(format!("{}: {e}", pointer.display()));
+                None
+            }
+        };
+        let order = pointed.iter().cloned().chain(candidates.into_iter().map(|(_, p)| p).filter(|p| Some(p) != pointed.as_ref()));
+        for path in order {
+            match Checkpoint::open(&path) {
+                Ok(c) => return Ok(Some((c, skipped))),
+                Err(e) => skipped.push(format!("{}: {e}", path.display())),
+            }
+        }
+        if skipped.iter().any(|s| !s.starts_with(&pointer.display().to_string())) {
+            return Err(Error::Invalid(format!("{}: no intact checkpoint to resume from:\n  {}", dir.display(), skipped.join("\n  "))));
+        }
+        Ok(None)
+    }
+
+    /// Reads a checkpoint folder's config, state and genes, after checking every file against
+    /// the checksums recorded when it was written.
     pub fn open(dir: &Path) -> Result<Checkpoint> {
+        verify(dir)?;
         let config = RunConfig::load(&dir.join(CONFIG_FILE))?;
         let state_path = dir.join(STATE_FILE);
         let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;

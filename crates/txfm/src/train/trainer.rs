@@ -114,11 +114,12 @@ pub(super) enum Start {
 pub(super) fn start(corpus: Arc<Corpus>, config: &RunConfig, opts: &TrainOptions, from: Start) -> Result<TrainOutcome> {
     fail_together(|world| {
         config.validate("run config")?;
-        if let Some(c) = Checkpoint::latest(&opts.out)? {
+        // Any checkpoint counts, intact or not: a new run must not write over an old one's.
+        if let Some(c) = checkpoint::any_checkpoint(&opts.out)? {
             return Err(Error::Invalid(format!(
                 "{} already holds a run (checkpoint {}); resume it or choose another output folder",
                 opts.out.display(),
-                c.dir.display()
+                c.display()
             )));
         }
         std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
@@ -162,13 +163,26 @@ fn fail_together<T>(f: impl FnOnce(&'static World) -> Result<T>) -> Result<T> {
     outcome
 }
 
-/// The latest checkpoint of `run` as rank 0 sees it, so that every rank resumes from the same one
-/// even if a rank's view of a shared file system lags.
+/// The newest intact checkpoint of `run` ([`Checkpoint::latest_intact`]) as rank 0 sees it, so
+/// that every rank resumes from the same one even if a rank's view of a shared file system lags.
+/// Rank 0 says which checkpoints it skipped and why.
 fn agree_on_latest(world: &World, run: &std::path::Path) -> Result<Option<Checkpoint>> {
+    let intact = || -> Result<Option<Checkpoint>> {
+        let found = Checkpoint::latest_intact(run)?;
+        if let Some((c, skipped)) = &found {
+            for s in skipped {
+                eprintln!("warning: resume skips {s}");
+            }
+            if !skipped.is_empty() {
+                eprintln!("resuming from the newest intact checkpoint, {}", c.dir.display());
+            }
+        }
+        Ok(found.map(|(c, _)| c))
+    };
     if !world.is_distributed() {
-        return Checkpoint::latest(run);
+        return intact();
     }
-    let latest = if world.is_root() { Checkpoint::latest(run)? } else { None };
+    let latest = if world.is_root() { intact()? } else { None };
     // The folder's name, not its path: the run folder may be mounted elsewhere on other machines.
     let mut name = latest.as_ref().map_or(Vec::new(), |c| c.dir.file_name().expect("a checkpoint folder has a name").as_encoded_bytes().to_vec());
     world.broadcast_bytes(&mut name, 0)?;
