@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::corpus::Corpus;
+use crate::data::counts_check::CountsCheck;
 use crate::data::{open_source, CsrChunk, ExpressionSource, ObsColumn, ObsFrame, SourceOptions};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Rows per chunk read from an expression file.
 const FILE_CHUNK_ROWS: usize = 4096;
@@ -22,6 +23,10 @@ pub struct CountInput {
     /// Display symbols (for a file, its `var_names` again). `[n_vars]`
     pub var_symbols: Vec<String>,
     n_obs: usize,
+    /// A file's values, checked over every row of the first full pass (opening checks only the
+    /// first rows): raw counts unless `allow_non_counts`, and finite whatever it says. `None`
+    /// once a pass has finished clean, and for a corpus (checked when it was built).
+    check: Option<(CountsCheck, bool)>,
 }
 
 enum Kind {
@@ -41,6 +46,7 @@ impl CountInput {
                 var_symbols: corpus.var_symbols.clone(),
                 n_obs: corpus.n_samples() as usize,
                 kind: Kind::Corpus(corpus),
+                check: None,
             });
         }
         let src = open_source(path, opts)?;
@@ -50,6 +56,7 @@ impl CountInput {
             var_symbols: src.var_names().to_vec(),
             n_obs: src.n_obs(),
             kind: Kind::File(src),
+            check: Some((CountsCheck::new(), opts.allow_non_counts)),
         })
     }
 
@@ -100,8 +107,17 @@ impl CountInput {
             Kind::File(src) => {
                 for start in (0..self.n_obs).step_by(FILE_CHUNK_ROWS) {
                     let chunk = src.read_rows(start, start + FILE_CHUNK_ROWS)?;
+                    if let Some((check, allow_non_counts)) = &mut self.check {
+                        check.observe(&chunk);
+                        if (check.non_finite() > 0 || !*allow_non_counts)
+                            && let Some(seen) = check.problem()
+                        {
+                            return Err(Error::NotCounts { path: src.path().to_path_buf(), matrix: src.matrix_name().to_string(), seen });
+                        }
+                    }
                     f(&chunk, &chunk.row_sums())?;
                 }
+                self.check = None;
             }
             Kind::Corpus(c) => {
                 for i in 0..c.summary.shards.len() {

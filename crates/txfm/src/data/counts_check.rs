@@ -55,6 +55,11 @@ impl CountsCheck {
         }
     }
 
+    /// NaN and infinite values seen so far.
+    pub fn non_finite(&self) -> u64 {
+        self.non_finite
+    }
+
     /// `None` when everything seen so far is a non-negative integer, else what was seen.
     pub fn problem(&self) -> Option<String> {
         let (row, col, v) = self.first_bad?;
