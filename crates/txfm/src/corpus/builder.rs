@@ -189,9 +189,10 @@ fn build_into(manifest: &Manifest, dir: &Path, opts: &BuildOptions) -> Result<Co
                     let prepared = src
                         .read_rows(run.start_row, run.end_row)
                         .map(|chunk| {
-                            if check_counts {
-                                check.observe(&chunk);
-                            }
+                            // Always observed: non-finite values are refused even where
+                            // non-count values are allowed (they would stop training much later,
+                            // with no pointer to the data).
+                            check.observe(&chunk);
                             let local = mapping.remap(chunk);
                             let mut p = prepare(&local, &rows[run.rows.clone()], run.start_row, &local_to_union, increasing, identity, min_genes, &mut failed);
                             p.obs = obs_arrays(src.obs(), &spec.name, &obs_cols, &p.obs_index);
@@ -203,7 +204,7 @@ fn build_into(manifest: &Manifest, dir: &Path, opts: &BuildOptions) -> Result<Co
                     }
                 }
                 drop(tx);
-                let verdict = if check_counts { check.into_result(src.path(), src.matrix_name()) } else { Ok(()) };
+                let verdict = if check_counts || check.non_finite() > 0 { check.into_result(src.path(), src.matrix_name()) } else { Ok(()) };
                 verdict.map(|()| failed)
             });
             let kept = consume(rx, id as u16, &mut next_sample, &mut shards, &mut obs, &mut union, &bar)?;
