@@ -101,3 +101,19 @@ fn zero_seeds_are_refused() {
     assert!(text(&o).contains("--seeds"), "{}", text(&o));
     assert!(!dir.path().join("b").exists());
 }
+
+/// An average over fewer than six metrics says so in the table itself, not only in a footnote.
+#[test]
+fn an_average_over_fewer_metrics_says_so_in_its_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = txfm(&["simulate", "--preset", "tiny", "--cells", "600", "--out", "s.h5ad"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let o = txfm(
+        &["bench", "perturb", "--input", "s.h5ad", "--baseline", "pca", "--annotations", "s.pairs.csv", "--seeds", "1", "--quick", "--no-inv", "--postprocess", "none", "--out", "b"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(dir.path().join("b/report.md")).unwrap();
+    let row = md.lines().find(|l| l.starts_with("| X_pca | ")).expect("a PCA row");
+    assert!(row.trim_end().ends_with("(5 of 6, without inv) |"), "{row}");
+}

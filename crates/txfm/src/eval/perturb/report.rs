@@ -204,7 +204,8 @@ impl PerturbReport {
         s
     }
 
-    /// Rows embedding × post-processing; columns the six metrics and the average, mean ± sd.
+    /// Rows embedding × post-processing; columns the six metrics and the average, mean ± sd. An
+    /// average over fewer than the six metrics says so in its cell.
     pub fn main_table(&self) -> String {
         let mut s = String::from("| embedding | post-proc. | ilisi | lin | knn | p.cst | bmdb | inv | average |\n");
         s.push_str("|---|---|---|---|---|---|---|---|---|\n");
@@ -222,7 +223,7 @@ impl PerturbReport {
                 m.pcst.cell(1),
                 m.bmdb.cell(1),
                 m.inv.cell(1),
-                bold(m.average.cell(1)),
+                bold(m.average.cell(1)) + &average_coverage(&r.missing),
             );
         }
         s
@@ -255,6 +256,14 @@ impl PerturbReport {
         }
         s
     }
+}
+
+/// What the average cell adds when metrics are missing from it: " (5 of 6, without inv)".
+fn average_coverage(missing: &[String]) -> String {
+    if missing.is_empty() {
+        return String::new();
+    }
+    format!(" ({} of 6, without {})", 6usize.saturating_sub(missing.len()), missing.join(", "))
 }
 
 #[cfg(test)]
