@@ -50,3 +50,18 @@ print(a.X.shape, a.obsm["X_pca"].shape, "perturbation" in a.obs, b.X is None, b.
     assert!(!o.status.success() && text(&o).contains("is the input"), "{}", text(&o));
     assert_eq!(std::fs::read(dir.path().join("sim.h5ad")).unwrap(), before, "the input changed");
 }
+
+/// A command's outputs appear together or not at all: with `p.pcs.tsv` taken by a folder, the
+/// PCA fails before writing, naming it, and leaves no `p.h5ad` (it used to be left behind).
+#[test]
+fn pca_outputs_appear_together_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = txfm(&["simulate", "--preset", "tiny", "--cells", "300", "--out", "s.h5ad"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::create_dir(dir.path().join("p.pcs.tsv")).unwrap();
+    let o = txfm(&["baseline", "pca", "s.h5ad", "--out", "p.h5ad", "--n-comps", "5"], dir.path());
+    assert!(!o.status.success());
+    assert!(text(&o).contains("p.pcs.tsv"), "{}", text(&o));
+    let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('p') || n.starts_with(".p")).collect();
+    assert_eq!(left, vec!["p.pcs.tsv".to_string()], "only the folder that was there");
+}

@@ -2,6 +2,11 @@
 //! temporary name and renamed into place. Temporaries are created with the permissions a plain
 //! create would give (0666/0777 minus the umask), not tempfile's private 0600/0700, so a finished
 //! h5ad or corpus is as readable by the user's group as the output of any other tool.
+//!
+//! A temporary's name carries the writing process's id (`.<name>.<pid>.XXXX.partial`): one left by
+//! a killed run is removed by the next run that writes the same output, once that process is
+//! gone. A command with several outputs stages the small ones ([`Staged`]) while the large one is
+//! written and renames them after it, so a full disk leaves none of them behind.
 
 use std::fs::File;
 use std::io::Write;
@@ -38,11 +43,41 @@ fn parent_and_name(path: &Path) -> Result<(&Path, String)> {
     Ok((dir, name))
 }
 
-/// A temporary file beside `path` (`.<name>.XXXX.partial`), removed on drop unless persisted.
+/// Refuses outputs that are existing folders, before any work: renaming a file over a folder
+/// fails only at the end, after the other outputs were written.
+pub fn refuse_folders(outputs: &[&Path]) -> Result<()> {
+    for out in outputs {
+        if out.is_dir() {
+            return Err(Error::format(out, "this output path is an existing folder; choose a file path"));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the temporaries of `name` in `dir` whose writing process no longer runs (a run killed
+/// mid-write), leaving the live ones of other processes and any it cannot read a process id from.
+fn sweep_stale(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&prefix).filter(|_| file.ends_with(".partial")) else { continue };
+        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        // SAFETY: signal 0 only asks whether the process exists; it sends nothing.
+        let gone = pid > 0 && pid != std::process::id() as i32 && unsafe { libc::kill(pid, 0) } == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let path = entry.path();
+            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        }
+    }
+}
+
+/// A temporary file beside `path` (`.<name>.<pid>.XXXX.partial`), removed on drop unless persisted.
 pub fn temp_file_beside(path: &Path) -> Result<NamedTempFile> {
     let (dir, name) = parent_and_name(path)?;
+    sweep_stale(dir, &name);
     tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
+        .prefix(&format!(".{name}.{}.", std::process::id()))
         .suffix(".partial")
         .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
@@ -53,8 +88,9 @@ pub fn temp_file_beside(path: &Path) -> Result<NamedTempFile> {
 pub fn temp_dir_beside(path: &Path) -> Result<TempDir> {
     let (dir, name) = parent_and_name(path)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    sweep_stale(dir, &name);
     tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
+        .prefix(&format!(".{name}.{}.", std::process::id()))
         .suffix(".partial")
         .permissions(std::fs::Permissions::from_mode(0o777))
         .tempdir_in(dir)
@@ -74,6 +110,29 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     write_atomic_with(path, |f| f.write_all(text.as_bytes()))
 }
 
+/// A small output written in full under its temporary name, renamed into place by
+/// [`Staged::commit`] once the command's other outputs are done (dropped uncommitted, it is
+/// removed).
+pub struct Staged {
+    tmp: NamedTempFile,
+    path: std::path::PathBuf,
+}
+
+impl Staged {
+    /// Writes `text` for `path` under a temporary name.
+    pub fn text(path: &Path, text: &str) -> Result<Staged> {
+        let mut tmp = temp_file_beside(path)?;
+        tmp.as_file_mut().write_all(text.as_bytes()).and_then(|()| tmp.as_file_mut().flush()).map_err(|e| Error::io(path, e))?;
+        Ok(Staged { tmp, path: path.to_path_buf() })
+    }
+
+    /// Renames the file into place.
+    pub fn commit(self) -> Result<()> {
+        self.tmp.persist(&self.path).map_err(|e| Error::io(&self.path, e.error))?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +149,28 @@ mod tests {
         assert!(failed.unwrap_err().to_string().contains("b.txt: boom"));
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.txt")]);
+    }
+
+    /// A kill -9 leaves `.out.<pid>.XXXX.partial` behind; the next write of `out` removes it once
+    /// that process is gone, and leaves a live process's temporary and foreign files alone.
+    #[test]
+    fn stale_temporaries_of_a_dead_process_are_removed_by_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = dir.path().join(format!(".out.txt.{dead}.abc123.partial"));
+        let stale_dir = dir.path().join(format!(".out.txt.{dead}.def456.partial"));
+        let live = dir.path().join(format!(".out.txt.{}.ghi789.partial", std::process::id()));
+        let other = dir.path().join(".other.txt.1.xyz.partial");
+        std::fs::write(&stale, "left by a kill").unwrap();
+        std::fs::create_dir(&stale_dir).unwrap();
+        std::fs::write(stale_dir.join("inner"), "x").unwrap();
+        std::fs::write(&live, "being written").unwrap();
+        std::fs::write(&other, "another output's").unwrap();
+        write_atomic(&dir.path().join("out.txt"), "done").unwrap();
+        assert!(!stale.exists() && !stale_dir.exists());
+        assert!(live.exists() && other.exists());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::hvg::{highly_variable_seurat, GeneStats, DEFAULT_BINS};
 use super::input::CountInput;
 use super::output::ObsmSink;
-use crate::atomic::write_atomic;
+use crate::atomic::Staged;
 use crate::preprocess::Preprocess;
 use crate::{Error, Result};
 
@@ -73,6 +73,14 @@ pub fn write_libnorm(
         col[j] = k;
     }
     let (ids, symbols) = (input.var_names.clone(), input.var_symbols.clone());
+    // The gene list is staged first and renamed after the h5ad: both outputs appear, or neither.
+    let genes = out.with_extension("genes.tsv");
+    crate::atomic::refuse_folders(&[out, &genes])?;
+    let mut tsv = String::from("gene_id\tsymbol\n");
+    for &j in &keep {
+        let _ = writeln!(tsv, "{}\t{}", ids[j], symbols[j]);
+    }
+    let staged = Staged::text(&genes, &tsv)?;
     let mut sink = ObsmSink::create(input, out, OBSM_KEY, embedding_only, &ids, &symbols)?;
     let pre = Preprocess::LibNormLog1p { target_sum: config.target_sum };
     let mut dense = Vec::new();
@@ -92,12 +100,7 @@ pub fn write_libnorm(
         sink.append(OBSM_KEY, p, &dense)
     })?;
     let warnings = sink.finish()?;
-    let genes = out.with_extension("genes.tsv");
-    let mut tsv = String::from("gene_id\tsymbol\n");
-    for &j in &keep {
-        let _ = writeln!(tsv, "{}\t{}", ids[j], symbols[j]);
-    }
-    write_atomic(&genes, &tsv)?;
+    staged.commit()?;
     Ok(LibNormSummary {
         h5ad: out.to_path_buf(),
         genes,

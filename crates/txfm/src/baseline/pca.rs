@@ -31,7 +31,7 @@ use super::input::CountInput;
 use super::log_cache::{LogCacheBuilder, DEFAULT_CACHE_BUDGET_BYTES};
 use super::output::ObsmSink;
 use super::randomized_svd::{randomized_svd, SvdConfig};
-use crate::atomic::write_atomic;
+use crate::atomic::Staged;
 use crate::data::CsrChunk;
 use crate::preprocess::Preprocess;
 use crate::{Error, Result};
@@ -305,15 +305,20 @@ impl Pca {
     /// fitted (read again for an h5ad copy's X). Returns the copy's warnings.
     pub fn write(&self, input: &mut CountInput, out: &PcaOutputs, embedding_only: bool) -> Result<Vec<String>> {
         let k = self.n_comps();
+        crate::atomic::refuse_folders(&[&out.h5ad, &out.loadings, &out.summary])?;
+        // The three outputs appear together: the small two are written first under temporary
+        // names and renamed only after the h5ad is in place.
+        let loadings = Staged::text(&out.loadings, &self.loadings_tsv())?;
+        let json = serde_json::to_string_pretty(&self.summary(input)).expect("the summary serialises");
+        let summary = Staged::text(&out.summary, &json)?;
         let (ids, symbols) = (input.var_names.clone(), input.var_symbols.clone());
         let mut sink = ObsmSink::create(input, &out.h5ad, OBSM_KEY, embedding_only, &ids, &symbols)?;
         for rows in self.scores.chunks(4096 * k) {
             sink.append(OBSM_KEY, k, rows)?;
         }
         let warnings = sink.finish()?;
-        write_atomic(&out.loadings, &self.loadings_tsv())?;
-        let json = serde_json::to_string_pretty(&self.summary(input)).expect("the summary serialises");
-        write_atomic(&out.summary, &json)?;
+        loadings.commit()?;
+        summary.commit()?;
         Ok(warnings)
     }
 }
