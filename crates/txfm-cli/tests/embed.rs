@@ -152,6 +152,19 @@ fn a_bad_value_past_the_first_thousand_rows_fails_the_run_and_writes_nothing() {
     }
 }
 
+/// A missing `--weights-corpus` is an error, not silently ignored because this model samples
+/// uniformly.
+#[test]
+fn a_missing_weights_corpus_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained(d);
+    let o = txfm(&["embed", "--model", "run", "--input", "sim.h5ad", "--output", "e.npy", "--weights-corpus", "no_such_corpus"], d);
+    let msg = text(&o);
+    assert!(!o.status.success() && msg.contains("no_such_corpus") && msg.contains("--weights-corpus"), "{msg}");
+    assert!(!d.join("e.npy").exists());
+}
+
 #[test]
 fn a_checkpoint_that_yields_non_finite_embeddings_fails_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -166,6 +179,14 @@ fn a_checkpoint_that_yields_non_finite_embeddings_fails_and_writes_nothing() {
         }
     }
     tch::Tensor::write_safetensors(&named, &ckpt).unwrap();
+    // The checkpoint's recorded checksum catches the changed file first.
+    let o = txfm(&["embed", "--model", "run", "--input", "sim.h5ad", "--output", "nan.h5ad"], d);
+    let msg = text(&o);
+    assert!(!o.status.success() && msg.contains("model.safetensors") && msg.contains("SHA-256"), "{msg}");
+    assert!(!d.join("nan.h5ad").exists());
+    // Without checksums (a checkpoint from before they were recorded, or NaN weights written as
+    // such), the non-finite embeddings stop the run.
+    std::fs::remove_file(d.join("run/checkpoints/step-0000003/SHA256SUMS")).unwrap();
     let o = txfm(&["embed", "--model", "run", "--input", "sim.h5ad", "--output", "nan.h5ad"], d);
     let msg = text(&o);
     assert!(!o.status.success(), "{msg}");

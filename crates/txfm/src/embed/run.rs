@@ -147,6 +147,13 @@ impl EmbedJob {
         let embedder = Embedder::load(&opts.model, opts.device.resolve()?)?;
         let mut src = open_source(&opts.input, &opts.source)?;
         let genes = GeneMap::new(src.var_names(), opts.gene_ids, embedder.vocab(), &opts.input)?;
+        // Checked whatever the model's tau: a mistyped path must not pass unnoticed because this
+        // model happens not to need it.
+        if let Some(dir) = &opts.weights_corpus
+            && !dir.join(crate::corpus::schema::SUMMARY_FILE).is_file()
+        {
+            return Err(Error::format(dir, "--weights-corpus: not a corpus folder (no corpus.json)"));
+        }
         let tau = embedder.checkpoint.config.model.sampling_tau;
         let (weights, w) = if tau == 0.0 {
             (GeneWeights::Uniform, None)
