@@ -100,3 +100,17 @@ fn a_closed_stdout_pipe_ends_the_command_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(o.status.signal(), Some(13), "expected the default SIGPIPE ending, got {:?}: {stderr}", o.status);
 }
+
+/// An OS error is said once: the error chain used to print it again as its own cause
+/// ("…: No such file or directory (os error 2): No such file or directory (os error 2)").
+#[test]
+fn an_os_error_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["corpus", "stats", "nowhere"][..], &["inspect", "nowhere.h5ad"][..]] {
+        let o = txfm(args, dir.path());
+        let msg = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success() && msg.starts_with("error: ") && msg.contains("nowhere"), "{msg}");
+        let tail = msg.trim_end().rsplit(": ").next().unwrap().to_string();
+        assert_eq!(msg.matches(&tail).count(), 1, "said twice: {msg}");
+    }
+}
