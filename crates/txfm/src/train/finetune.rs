@@ -40,6 +40,20 @@ impl Finetune {
         let from = Checkpoint::latest(pretrained)?
             .ok_or_else(|| Error::Invalid(format!("{}: no checkpoint to fine-tune from", checkpoints_dir(pretrained).display())))?;
         let (vocab, overlap) = from.vocabulary().extend(corpus);
+        // Nothing pretrained would carry over: every gene of the corpus would be a fresh row.
+        // Usually the two sides name genes differently (symbols against Ensembl IDs).
+        if overlap.in_vocab == 0 {
+            let show = |names: &[String]| names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+            return Err(Error::Invalid(format!(
+                "corpus {} shares no gene with the pretrained vocabulary of {} ({} genes): fine-tuning would start from \
+                 weights that know none of its genes. Check the gene IDs (the corpus has e.g. {}; the model {})",
+                corpus.dir.display(),
+                from.dir.display(),
+                from.var_names.len(),
+                show(&corpus.var_names),
+                show(&from.var_names)
+            )));
+        }
         Ok(Finetune { from, vocab, overlap })
     }
 
