@@ -71,3 +71,27 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     let again = txfm(&args("b"), dir.path());
     assert!(!again.status.success() && text(&again).contains("resume it"), "{}", text(&again));
 }
+
+/// `--resume` with another corpus of the same genes passes the vocabulary check; it proceeds, as
+/// it may be meant, but says so. The run's own corpus resumes without the warning.
+#[test]
+fn resuming_on_another_corpus_with_the_same_genes_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimConfig { n_cells: 300, ..SimConfig::tiny() };
+    sim_corpus(dir.path(), "sim", "corpus", &sim, 3);
+    sim_corpus(dir.path(), "other", "other_corpus", &sim, 3);
+    let mut cfg = RunConfig::tiny();
+    (cfg.steps, cfg.checkpoint_every, cfg.eval_every) = (Some(6), 2, 6);
+    cfg.model.d_model = 32;
+    cfg.model.decoder = DecoderConfig::ResidualMlp { n_layers: 1, d_hidden: 32 };
+    (cfg.model.n_visible, cfg.loader.k) = (32, 32);
+    std::fs::write(dir.path().join("run.toml"), cfg.to_toml()).unwrap();
+    let o = txfm(&["train", "--corpus", "corpus", "--config", "run.toml", "--out", "run", "--stop-at", "2"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let o = txfm(&["train", "--corpus", "corpus", "--out", "run", "--resume", "--stop-at", "4"], dir.path());
+    assert!(o.status.success() && !text(&o).contains("warning"), "{}", text(&o));
+    let o = txfm(&["train", "--corpus", "other_corpus", "--out", "run", "--resume"], dir.path());
+    let msg = text(&o);
+    assert!(o.status.success(), "{msg}");
+    assert!(msg.contains("warning: resuming") && msg.contains("another corpus") && msg.contains("of sim;") && msg.contains("of other)"), "{msg}");
+}

@@ -43,8 +43,28 @@ const SUMS_FILE: &str = "SHA256SUMS";
 /// The files `SHA256SUMS` covers, in its order.
 const SUMMED: [&str; 5] = [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, CONFIG_FILE, GENES_FILE];
 
+/// What identifies the corpus a run trains on, to notice a resume on another one with the same
+/// genes: its sample count and its datasets' names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorpusMark {
+    pub n_samples: u64,
+    pub datasets: Vec<String>,
+}
+
+impl CorpusMark {
+    pub fn of(corpus: &Corpus) -> Self {
+        CorpusMark { n_samples: corpus.summary.n_samples, datasets: corpus.summary.datasets.iter().map(|d| d.name.clone()).collect() }
+    }
+}
+
+impl std::fmt::Display for CorpusMark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} samples of {}", self.n_samples, self.datasets.join(", "))
+    }
+}
+
 /// Where a run stands after `step` completed steps.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
     pub step: u64,
     pub total_steps: u64,
@@ -59,6 +79,9 @@ pub struct TrainState {
     /// resumes on as many ranks as it started on. Left out of `state.json` for single-process runs.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub world_size: u64,
+    /// The corpus the run trains on (absent in checkpoints written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corpus: Option<CorpusMark>,
 }
 
 fn one() -> u64 {

@@ -261,6 +261,7 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
         next_lr: schedule.lr(0),
         weight_decay,
         world_size: world.size as u64,
+        corpus: Some(checkpoint::CorpusMark::of(&corpus)),
     };
     let mut last_checkpoint = None;
     let finetuning = matches!(from, Start::Finetune { .. });
@@ -288,7 +289,16 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
             let path = ckpt.model_path();
             vs.load(&path).map_err(|e| Error::format(&path, e.to_string()))?;
             optimizer.load(&ckpt.optimizer_path())?;
-            state = ckpt.state;
+            // The same genes in another corpus pass the vocabulary check; the run would go on
+            // with other data in another order, which may be meant but should not go unsaid.
+            let now = checkpoint::CorpusMark::of(&corpus);
+            if let Some(was) = &ckpt.state.corpus
+                && *was != now
+                && world.is_root()
+            {
+                eprintln!("warning: resuming {} on another corpus than it trained on ({was}; now {now})", ckpt.dir.display());
+            }
+            state = ckpt.state.clone();
             last_checkpoint = Some(ckpt.dir);
         }
     }
