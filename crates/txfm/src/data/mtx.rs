@@ -295,8 +295,13 @@ struct Layout {
 }
 
 /// Streams the entries of `path` as (cell, gene, value) with 0-based indices, calling `f` for
-/// each kept non-zero. Errors name the line.
-fn for_each_entry(
+/// each kept non-zero. Errors name the line, unless the file is a damaged gzip stream, which is
+/// said instead.
+fn for_each_entry(path: &Path, header: &Header, layout: &Layout, f: impl FnMut(usize, u32, f32) -> Result<()>) -> Result<()> {
+    parse_entries(path, header, layout, f).map_err(|e| super::table::blame_gzip(path, e))
+}
+
+fn parse_entries(
     path: &Path,
     header: &Header,
     layout: &Layout,
@@ -570,6 +575,38 @@ mod tests {
             assert_eq!(all.to_dense(), [1.5, 0.0, 0.0, 5.0, 4.0, 2.0]);
             assert_eq!(all.nnz(), 4);
             assert_eq!(src.read_rows(2, 9).unwrap().to_dense(), [4.0, 2.0]);
+        }
+    }
+
+    /// A damaged gzip stream is reported as such, not as the garbage lines it decodes to (the
+    /// issue's case: "line 41573: expected 'row column value'"), for every damage position tried.
+    #[test]
+    fn a_corrupt_gzip_stream_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (genes, cells) = (200usize, 300usize);
+        write(d, "features.tsv.gz", &(0..genes).map(|g| format!("G{g}\tG{g}\tGene Expression\n")).collect::<String>());
+        write(d, "barcodes.tsv.gz", &(0..cells).map(|c| format!("c{c}\n")).collect::<String>());
+        let mut mtx = String::from("%%MatrixMarket matrix coordinate integer general\n");
+        let entries: Vec<(usize, usize)> = (0..cells).flat_map(|c| (0..genes).filter(move |g| (g * 7 + c * 3) % 5 == 0).map(move |g| (g, c))).collect();
+        mtx.push_str(&format!("{genes} {cells} {}\n", entries.len()));
+        for (g, c) in &entries {
+            mtx.push_str(&format!("{} {} {}\n", g + 1, c + 1, (g + c) % 9 + 1));
+        }
+        write(d, "matrix.mtx.gz", &mtx);
+        assert!(MtxSource::open(d).is_ok());
+        let good = std::fs::read(d.join("matrix.mtx.gz")).unwrap();
+        for at in [good.len() / 3, good.len() / 2, 2 * good.len() / 3] {
+            let mut bad = good.clone();
+            for b in &mut bad[at..at + 16] {
+                *b ^= 0x5a;
+            }
+            std::fs::write(d.join("matrix.mtx.gz"), &bad).unwrap();
+            let msg = match MtxSource::open(d) {
+                Err(e) => e.to_string(),
+                Ok(mut src) => src.read_rows(0, cells).map(|_| "read without error".to_string()).unwrap_or_else(|e| e.to_string()),
+            };
+            assert!(msg.contains("matrix.mtx.gz") && msg.contains("gzip stream is corrupt"), "damage at {at}: {msg}");
         }
     }
 

@@ -65,7 +65,7 @@ impl TableSource {
     /// or absent as R writes it); each further line holds a row name and one number per column.
     /// Values need not be integers here: whether they are counts is checked by the caller.
     pub fn open(path: &Path, genes_as_columns: bool) -> Result<Self> {
-        let text = read_text(path)?;
+        let text = read_text(path).map_err(|e| blame_gzip(path, e))?;
         let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
         let Some((_, header)) = lines.next() else {
             return Err(Error::format(path, "the table is empty"));
@@ -159,6 +159,26 @@ pub(crate) fn open_text(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     } else {
         Box::new(BufReader::new(file))
     })
+}
+
+/// Whether a `.gz` file's compressed stream is damaged, decoding it to the end (where gzip's CRC
+/// is checked). Called on the error path only: a flipped byte in the middle of a deflate stream
+/// often decodes to garbage lines before the CRC can fail, and the garbage must not be reported
+/// as a syntax error of the file's format.
+pub(crate) fn gzip_damage(path: &Path) -> Option<String> {
+    if !path.extension().is_some_and(|e| e == "gz") {
+        return None;
+    }
+    let file = std::fs::File::open(path).ok()?;
+    std::io::copy(&mut flate2::read::MultiGzDecoder::new(file), &mut std::io::sink()).err().map(|e| e.to_string())
+}
+
+/// `err`, or, for a `.gz` file whose compressed stream is damaged, that instead.
+pub(crate) fn blame_gzip(path: &Path, err: Error) -> Error {
+    match gzip_damage(path) {
+        Some(why) => Error::format(path, format!("the gzip stream is corrupt ({why}); the file is damaged: download or compress it again")),
+        None => err,
+    }
 }
 
 fn read_text(path: &Path) -> Result<String> {
