@@ -110,7 +110,7 @@ impl CountInput {
                     if let Some((check, allow_non_counts)) = &mut self.check {
                         check.observe(&chunk);
                         if (check.non_finite() > 0 || !*allow_non_counts)
-                            && let Some(seen) = check.problem()
+                            && let Some(seen) = check.problem_in(src.as_ref())
                         {
                             return Err(Error::NotCounts { path: src.path().to_path_buf(), matrix: src.matrix_name().to_string(), seen });
                         }

@@ -204,7 +204,7 @@ fn build_into(manifest: &Manifest, dir: &Path, opts: &BuildOptions) -> Result<Co
                     }
                 }
                 drop(tx);
-                let verdict = if check_counts || check.non_finite() > 0 { check.into_result(src.path(), src.matrix_name()) } else { Ok(()) };
+                let verdict = if check_counts || check.non_finite() > 0 { check.into_result_in(src.as_ref()) } else { Ok(()) };
                 verdict.map(|()| failed)
             });
             let kept = consume(rx, id as u16, &mut next_sample, &mut shards, &mut obs, &mut union, &bar)?;

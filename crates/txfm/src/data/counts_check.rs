@@ -60,8 +60,20 @@ impl CountsCheck {
         self.non_finite
     }
 
-    /// `None` when everything seen so far is a non-negative integer, else what was seen.
+    /// `None` when everything seen so far is a non-negative integer, else what was seen, the first
+    /// bad value placed by its obs row and var column (0-based, AnnData's orientation, whatever
+    /// the file's).
     pub fn problem(&self) -> Option<String> {
+        self.describe(None, None)
+    }
+
+    /// [`Self::problem`], with the first bad value's sample and gene named from `src`: a table's
+    /// genes are its rows, so bare indices read transposed against the file.
+    pub fn problem_in(&self, src: &dyn ExpressionSource) -> Option<String> {
+        self.describe(Some(&src.obs().names), Some(src.var_names()))
+    }
+
+    fn describe(&self, obs: Option<&[String]>, var: Option<&[String]>) -> Option<String> {
         let (row, col, v) = self.first_bad?;
         let mut parts = Vec::new();
         if self.negative > 0 {
@@ -80,10 +92,13 @@ impl CountsCheck {
         } else {
             ""
         };
+        let name = |names: Option<&[String]>, i: usize| names.and_then(|n| n.get(i)).map_or(String::new(), |n| format!(" ('{n}')"));
         Some(format!(
-            "{} among {} non-zero values read{looks}; first at row {row}, column {col}: {v}",
+            "{} among {} non-zero values read{looks}; first at obs row {row}{}, var column {col}{}: {v}",
             parts.join(", "),
-            self.values
+            self.values,
+            name(obs, row),
+            name(var, col as usize)
         ))
     }
 
@@ -91,6 +106,14 @@ impl CountsCheck {
         match self.problem() {
             None => Ok(()),
             Some(seen) => Err(Error::NotCounts { path: path.to_path_buf(), matrix: matrix.to_string(), seen }),
+        }
+    }
+
+    /// [`Self::into_result`] for `src`, naming the first bad value's sample and gene.
+    pub fn into_result_in(self, src: &dyn ExpressionSource) -> Result<()> {
+        match self.problem_in(src) {
+            None => Ok(()),
+            Some(seen) => Err(Error::NotCounts { path: src.path().to_path_buf(), matrix: src.matrix_name().to_string(), seen }),
         }
     }
 }
@@ -101,7 +124,7 @@ pub fn check_head(src: &mut dyn ExpressionSource) -> Result<()> {
     let chunk = src.read_rows(0, HEAD_ROWS.min(src.n_obs()))?;
     let mut check = CountsCheck::new();
     check.observe(&chunk);
-    check.into_result(src.path(), src.matrix_name())
+    check.into_result_in(src)
 }
 
 #[cfg(test)]
@@ -137,7 +160,7 @@ mod tests {
         assert!(msg.contains("1 negative value(s) (min -0.5)"), "{msg}");
         assert!(msg.contains("2 non-integer"), "{msg}");
         assert!(msg.contains("z-scored"), "{msg}");
-        assert!(msg.contains("row 5, column 0"), "{msg}");
+        assert!(msg.contains("obs row 5, var column 0"), "{msg}");
         let err = c.into_result(std::path::Path::new("a.h5ad"), "X").unwrap_err().to_string();
         assert!(err.starts_with("a.h5ad: X does not hold raw counts"), "{err}");
     }

@@ -299,6 +299,12 @@ mod tests {
         assert!(err.ends_with("ragged.tsv: line 3: 2 cells, expected 3 as on line 2"), "{err}");
         let err = open("nan.tsv", "gene\ts1\ts2\nA\t1\t0\nB\t0\tNA\n");
         assert!(err.ends_with("nan.tsv: line 3, column 3 ('s2'): 'NA' is not a number"), "{err}");
+        // A negative count in a genes-as-rows table is placed by its sample and gene names, not
+        // by bare indices that read transposed against the file (checked by `open_source`).
+        let neg = dir.path().join("neg.tsv");
+        std::fs::write(&neg, "gene\ts1\ts2\ts3\nA\t1\t2\t3\nB\t4\t-6\t1\n").unwrap();
+        let err = crate::data::open_source(&neg, &Default::default()).err().expect("a negative count is refused").to_string();
+        assert!(err.contains("first at obs row 1 ('s2'), var column 1 ('B'): -6"), "{err}");
         let err = open("header.tsv", "gene\ts1\ts2\ts3\ts4\nA\t1\t0\n");
         assert!(err.contains("header.tsv: line 1 (the header) has 5 cells but line 2 has 3"), "{err}");
         let err = open("empty.tsv", "\n");
