@@ -122,6 +122,11 @@ fn filters_follow_their_definitions() {
     ds.obs_filter = vec![ObsFilter { column: "cond".into(), values: vec!["ctrl".into()], exclude: true }];
     let s = build(&Manifest::new(vec![ds.clone()], Filters::none()), &dir.path().join("c2"));
     assert_eq!((s.datasets[0].n_after_obs_filter, s.n_samples), (2, 2));
+    // A filter that matches nothing is said to be the reason, not QC.
+    let mut none = ds.clone();
+    none.obs_filter = vec![ObsFilter { column: "cond".into(), values: vec!["no_such_condition".into()], exclude: false }];
+    let err = build_corpus(&Manifest::new(vec![none], Filters::none()), &dir.path().join("c4"), &BuildOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("obs_filter (cond in [no_such_condition]) matched none of its 4 samples") && !err.contains("QC"), "{err}");
     ds.max_samples = Some(1);
     let s = build(&Manifest::new(vec![ds], Filters::none()), &dir.path().join("c3"));
     assert_eq!((s.datasets[0].n_after_cap, s.n_samples), (1, 1));

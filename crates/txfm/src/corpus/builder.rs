@@ -124,6 +124,16 @@ fn empty_corpus(manifest: &Manifest, summary: &CorpusSummary) -> Error {
                     format!("{:?}", d.mapping.kind).to_lowercase(),
                     if d.gene_ids == GeneIdKind::Raw { "" } else { " (gene_ids = \"raw\" keeps names as they are)" }
                 )
+            } else if d.n_after_obs_filter == 0 && d.n_obs_input > 0 {
+                // Nothing reached QC: the dataset's own obs_filter kept no sample.
+                let filters: Vec<String> = manifest
+                    .datasets
+                    .iter()
+                    .filter(|s| s.name == d.name)
+                    .flat_map(|s| s.obs_filter.iter())
+                    .map(|f| format!("{} {} [{}]", f.column, if f.exclude { "not in" } else { "in" }, f.values.join(", ")))
+                    .collect();
+                format!(": its obs_filter ({}) matched none of its {} samples", filters.join(" and "), d.n_obs_input)
             } else {
                 format!(
                     ": {} of {} samples failed QC (min_genes_per_cell = {})",
