@@ -6,8 +6,10 @@
 //!   genes whose mean normalise_total(1e4) + log1p expression over all cells is below
 //!   `unexpressed_threshold` (default 0.15; Tx-Evaluation thresholds the mean of `X` as stored at
 //!   0.15, and at 0.43 after this same normalisation for L1000 — we always normalise, so the cut
-//!   means the same on every file). A perturbation label that is not a gene of `var_names` is
-//!   treated as expressed, as the reference's list lookup does.
+//!   means the same on every file). A label finds its gene by name in `var_names`, else through
+//!   the corpus's gene-ID harmoniser (a symbol label finds an Ensembl var, a renamed symbol its
+//!   current one); a label that finds no measured gene is treated as expressed, as the
+//!   reference's list lookup does, and the report says how many found one.
 //! - inv decodes expression: the normalise_total(1e4) + log1p values of all genes when there are at
 //!   most `max_expression_genes` (default 2,000), else of the that many genes of highest variance
 //!   across cells (of the normalised values; a plain variance ranking, not scanpy's binned
@@ -73,6 +75,9 @@ pub struct PerturbInput {
     pub embeddings: Vec<(String, PerturbData)>,
     /// Per perturbation code: its target is an unexpressed gene (all false without expression).
     pub unexpressed: Vec<bool>,
+    /// Perturbation labels (the control excluded) whose target is a measured gene; `None`
+    /// without expression.
+    pub targets_measured: Option<usize>,
     /// The reconstruction target of inv, if expression was read.
     pub expression: Option<Expression>,
 }
@@ -103,21 +108,13 @@ pub fn load(path: &Path, cfg: &InputConfig) -> Result<PerturbInput> {
         }
         embeddings.push((key.clone(), labels.with_x(dim, x)));
     }
-    let (unexpressed, expression) = if cfg.expression {
+    let (unexpressed, targets_measured, expression) = if cfg.expression {
         let (means, expr) = read_expression(src.as_mut(), cfg)?;
-        let gene: HashMap<&str, usize> = src.var_names().iter().enumerate().map(|(i, g)| (g.as_str(), i)).collect();
-        let unexpressed = labels
-            .pert_names
-            .iter()
-            .enumerate()
-            .map(|(p, name)| {
-                p != labels.control as usize
-                    && gene.get(name.as_str()).is_some_and(|&g| means[g] < cfg.unexpressed_threshold)
-            })
-            .collect();
-        (unexpressed, Some(expr))
+        let targets = label_genes(&labels.pert_names, labels.control as usize, src.var_names());
+        let unexpressed = targets.iter().map(|t| t.is_some_and(|g| means[g] < cfg.unexpressed_threshold)).collect();
+        (unexpressed, Some(targets.iter().flatten().count()), Some(expr))
     } else {
-        (vec![false; labels.n_perts()], None)
+        (vec![false; labels.n_perts()], None, None)
     };
     Ok(PerturbInput {
         path: path.to_path_buf(),
@@ -125,8 +122,37 @@ pub fn load(path: &Path, cfg: &InputConfig) -> Result<PerturbInput> {
         batch_key: cfg.batch_key.clone(),
         embeddings,
         unexpressed,
+        targets_measured,
         expression,
     })
+}
+
+/// The var index of each perturbation label's target gene (`None` for the control and for a
+/// label no measured gene answers to): by exact name first, else through the gene-ID harmoniser
+/// on both sides, so that labels written as symbols find a screen whose `var_names` are Ensembl
+/// IDs (versioned or not) and an outdated symbol finds its gene.
+pub fn label_genes(labels: &[String], control: usize, var_names: &[String]) -> Vec<Option<usize>> {
+    use crate::data::genes::{harmonise, GeneIdKind, GeneTable};
+    let exact: HashMap<&str, usize> = var_names.iter().enumerate().map(|(i, g)| (g.as_str(), i)).rev().collect();
+    let table = GeneTable::human();
+    let vars = harmonise(var_names, GeneIdKind::Auto, table);
+    let mut by_id: HashMap<&str, usize> = HashMap::new();
+    for (v, g) in vars.source_to_gene.iter().enumerate() {
+        if let Some(g) = g {
+            by_id.entry(vars.ids[*g as usize].as_str()).or_insert(v);
+        }
+    }
+    let named = harmonise(labels, GeneIdKind::Symbol, table);
+    labels
+        .iter()
+        .enumerate()
+        .map(|(p, name)| {
+            if p == control {
+                return None;
+            }
+            exact.get(name.as_str()).copied().or_else(|| named.source_to_gene[p].and_then(|g| by_id.get(named.ids[g as usize].as_str()).copied()))
+        })
+        .collect()
 }
 
 /// The normalise_total(1e4) + log1p expression of `path` over the genes [`load`] keeps for inv
@@ -281,5 +307,19 @@ mod tests {
         let mut v = [1.0f32, 3.0];
         normalise_row(&mut v);
         assert!((v[0] - (2501f32).ln()).abs() < 1e-5 && (v[1] - (7501f32).ln()).abs() < 1e-5);
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::label_genes;
+
+    /// Labels are symbols while var_names are (versioned) Ensembl IDs: every target is found
+    /// through the harmoniser, not 0 of them; exact names still win and unknown labels find none.
+    #[test]
+    fn symbol_labels_find_ensembl_vars() {
+        let vars: Vec<String> = ["ENSG00000141510.17", "ENSG00000010610", "ENSG00000111640", "MYGENE"].map(String::from).to_vec();
+        let labels: Vec<String> = ["non-targeting", "TP53", "CD4", "GAPDH", "MYGENE", "NOT_A_GENE_XYZ"].map(String::from).to_vec();
+        assert_eq!(label_genes(&labels, 0, &vars), vec![None, Some(0), Some(1), Some(2), Some(3), None]);
     }
 }

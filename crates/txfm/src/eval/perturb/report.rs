@@ -138,6 +138,10 @@ pub struct PerturbReport {
     pub n_controls: usize,
     /// Perturbations whose target is unexpressed (the null of p.cst, Tx-Evaluation variant).
     pub n_unexpressed_perts: usize,
+    /// Perturbations whose target is a measured gene, by name or through the gene-ID
+    /// harmoniser (`None` without expression, and in reports written before it was recorded).
+    #[serde(default)]
+    pub n_targets_measured: Option<usize>,
     /// Genes of the inv target (0 without expression).
     pub n_expression_genes: usize,
     pub config: PerturbConfig,
@@ -186,6 +190,14 @@ impl PerturbReport {
             self.control,
             self.config.seeds.len()
         );
+        if let Some(m) = self.n_targets_measured {
+            let _ = writeln!(
+                s,
+                "Perturbation targets that are measured genes (by name or gene ID): {m} of {}; {} of them unexpressed \
+                 (the null of Tx-Evaluation's p.cst).\n",
+                self.n_perts, self.n_unexpressed_perts
+            );
+        }
         s.push_str(&self.main_table());
         let _ = writeln!(
             s,

@@ -117,7 +117,15 @@ pub fn run(input: &PerturbInput, dbs: &[PairDatabase], cfg: &PerturbConfig, prog
         ));
     }
     let n_unexpressed = input.unexpressed.iter().filter(|&&u| u).count();
-    if input.expression.is_some() && n_unexpressed == 0 {
+    if input.targets_measured == Some(0) && labels.n_perts() > 1 {
+        let shown: Vec<&str> = labels.pert_names.iter().enumerate().filter(|(p, _)| *p != labels.control as usize).take(3).map(|(_, n)| n.as_str()).collect();
+        warnings.push(format!(
+            "none of the {} perturbation labels (e.g. {}) names a measured gene, by name or gene ID: check that --pert-key holds \
+             target genes; p.cst (Tx-Evaluation variant) then has no null",
+            labels.n_perts() - 1,
+            shown.join(", ")
+        ));
+    } else if input.expression.is_some() && n_unexpressed == 0 {
         warnings.push(
             "no perturbation targets an unexpressed gene, so p.cst (Tx-Evaluation variant) has no null and is undefined"
                 .into(),
@@ -158,6 +166,7 @@ pub fn run(input: &PerturbInput, dbs: &[PairDatabase], cfg: &PerturbConfig, prog
         n_batches: labels.n_batches(),
         n_controls,
         n_unexpressed_perts: n_unexpressed,
+        n_targets_measured: input.targets_measured,
         n_expression_genes: input.expression.as_ref().map_or(0, |e| e.n_vars),
         config: cfg.clone(),
         rows,
