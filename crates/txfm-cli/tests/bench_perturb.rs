@@ -34,6 +34,12 @@ fn baselines_on_the_fly_give_the_full_table_and_recover_the_true_pairs() {
         let mean = |f: fn(&txfm::eval::perturb::report::SeedScores) -> f64| row.seeds.iter().map(f).sum::<f64>() / 2.0;
         let avg = (100.0 * mean(|x| x.ilisi) + mean(|x| x.lin) + mean(|x| x.knn) + mean(|x| x.pcst) + mean(|x| x.bmdb) + mean(|x| x.inv)) / 6.0;
         assert!((s.average.mean.unwrap() - avg).abs() < 1e-9, "the average is (100·ilisi + five metrics) / 6");
+        // lin and knn are the means of their top-1 and top-5 accuracies, both in the JSON.
+        for x in &row.seeds {
+            let (l, k) = (x.lin_topk.unwrap(), x.knn_topk.unwrap());
+            assert!(l.top1 <= l.top5 && k.top1 <= k.top5, "{x:?}");
+            assert!((x.lin - (l.top1 + l.top5) / 2.0).abs() < 1e-12 && (x.knn - (k.top1 + k.top5) / 2.0).abs() < 1e-12, "{x:?}");
+        }
     }
     // The simulated knockdowns shift whole modules: PCA puts the true pairs in the similarity
     // tails far above the 10% of chance.

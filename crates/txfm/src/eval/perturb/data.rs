@@ -64,7 +64,10 @@ pub struct Split {
 /// Top-1 and top-5 accuracy, in percent.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TopK {
+    // NaN (an empty test split) is written as null and read back as NaN.
+    #[serde(deserialize_with = "crate::eval::serde_nan::f64_or_nan")]
     pub top1: f64,
+    #[serde(deserialize_with = "crate::eval::serde_nan::f64_or_nan")]
     pub top5: f64,
 }
 

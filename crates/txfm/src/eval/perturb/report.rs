@@ -68,6 +68,12 @@ pub struct SeedScores {
     /// (see [`PerturbRow::missing`]).
     #[serde(deserialize_with = "crate::eval::serde_nan::f64_or_nan")]
     pub average: f64,
+    /// lin's and knn's top-1 and top-5 accuracies, whose means are `lin` and `knn` (absent in
+    /// reports written before they were recorded).
+    #[serde(default)]
+    pub lin_topk: Option<super::data::TopK>,
+    #[serde(default)]
+    pub knn_topk: Option<super::data::TopK>,
 }
 
 impl SeedScores {

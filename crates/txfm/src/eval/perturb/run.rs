@@ -191,8 +191,9 @@ fn evaluate(
     let mut seeds = Vec::new();
     for &seed in &cfg.seeds {
         let sp = split(d, &cfg.split, seed)?;
-        let lin = linear_probe_on(d, &sp, &ProbeConfig { fit: FitConfig { seed, ..cfg.probe.fit } }, device).mean();
-        let kn = knn(d, &sp, cfg.knn_k).mean();
+        let lin_topk = linear_probe_on(d, &sp, &ProbeConfig { fit: FitConfig { seed, ..cfg.probe.fit } }, device);
+        let knn_topk = knn(d, &sp, cfg.knn_k);
+        let (lin, kn) = (lin_topk.mean(), knn_topk.mean());
         let pcst = consistency_loo(d, cfg.loo_random_cells, cfg.loo_alpha, seed).score;
         let inv = match (&input.expression, cfg.inv) {
             (Some(expr), true) if !sp.test2.is_empty() => {
@@ -200,7 +201,18 @@ fn evaluate(
             }
             _ => f64::NAN,
         };
-        let mut s = SeedScores { seed, ilisi: il, lin, knn: kn, pcst, bmdb: bm.score, inv, average: f64::NAN };
+        let mut s = SeedScores {
+            seed,
+            ilisi: il,
+            lin,
+            knn: kn,
+            pcst,
+            bmdb: bm.score,
+            inv,
+            average: f64::NAN,
+            lin_topk: Some(lin_topk),
+            knn_topk: Some(knn_topk),
+        };
         let defined: Vec<f64> = s.in_percent().into_iter().filter(|v| v.is_finite()).collect();
         if !defined.is_empty() {
             s.average = defined.iter().sum::<f64>() / defined.len() as f64;
