@@ -123,3 +123,21 @@ fn an_average_over_fewer_metrics_says_so_in_its_cell() {
     let row = md.lines().find(|l| l.starts_with("| X_pca | ")).expect("a PCA row");
     assert!(row.trim_end().ends_with("(5 of 6, without inv) |"), "{row}");
 }
+
+/// An embedding wider than its controls span loses dimensions under TVN; the report says so.
+#[test]
+fn tvn_says_when_it_drops_dimensions_the_controls_do_not_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = txfm(&["simulate", "--preset", "tiny", "--cells", "400", "--out", "s.h5ad"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let o = txfm(
+        &["bench", "perturb", "--input", "s.h5ad", "--baseline", "libnorm", "--annotations", "s.pairs.csv", "--seeds", "1", "--quick", "--no-inv", "--postprocess", "tvn", "--out", "b"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let report = PerturbReport::read_json(&dir.path().join("b/report.json")).unwrap();
+    let row = &report.rows[0];
+    assert!(row.dim < 500 && row.dim < report.n_controls, "{} dims, {} controls", row.dim, report.n_controls);
+    let w = report.warnings.iter().find(|w| w.contains("TVN kept")).unwrap_or_else(|| panic!("{:?}", report.warnings));
+    assert!(w.starts_with(&format!("X_libnorm: TVN kept {} of its 500 dimensions", row.dim)), "{w}");
+}

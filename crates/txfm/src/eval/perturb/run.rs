@@ -140,6 +140,13 @@ pub fn run(input: &PerturbInput, dbs: &[PairDatabase], cfg: &PerturbConfig, prog
         for &pp in &cfg.postprocess {
             progress.set_message(format!("{key} / {pp}"));
             let d = postprocess::apply(data, pp)?;
+            if pp == PostProcess::Tvn && d.dim < data.dim {
+                warnings.push(format!(
+                    "{key}: TVN kept {} of its {} dimensions, the directions its controls span (the others have no \
+                     variance among the controls and cannot be whitened); more controls than dimensions keep them all",
+                    d.dim, data.dim
+                ));
+            }
             let row = evaluate(key, pp, &d, input, dbs, cfg, progress)?;
             if !has_pairs(&row) && rows.is_empty() {
                 warnings.push("no known pair of any database has both genes perturbed: bmdb is undefined".into());
