@@ -112,6 +112,12 @@ fn train_rank(a: Args, root: bool) -> anyhow::Result<()> {
     );
     if let Some(e) = outcome.eval {
         println!("validation loss {:.4} (per-gene baseline {:.4}) on {} samples", e.loss, e.baseline, e.n_samples);
+        if e.at_baseline() {
+            eprintln!(
+                "warning: the model has not left the per-gene baseline: its embeddings carry no information yet. \
+                 Train longer, or see docs/experiments.md § 7 (every recipe starts on this plateau)"
+            );
+        }
     }
     Ok(())
 }

@@ -72,6 +72,16 @@ pub struct Evaluation {
     pub health: Option<Health>,
 }
 
+impl Evaluation {
+    /// Whether the model is still at the per-gene baseline: its loss less than 0.1% of the
+    /// baseline's magnitude below it. Every recipe starts on this plateau (its CLS carries nothing
+    /// and the decoder predicts each gene's constant), and a run too short or too wide for its
+    /// budget can end on it (`docs/experiments.md` § 7).
+    pub fn at_baseline(&self) -> bool {
+        self.loss > self.baseline - 1e-3 * self.baseline.abs()
+    }
+}
+
 /// The label column of the health's kNN: its name and each validation sample's label.
 #[derive(Debug, Clone)]
 pub struct HealthLabels {
@@ -135,6 +145,14 @@ fn label_codes(labels: &[Option<&str>]) -> Vec<Option<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_baseline_means_within_a_thousandth_of_the_baseline() {
+        let e = |loss: f64| Evaluation { loss, baseline: -256.09, n_samples: 1, health: None };
+        // The d 128 run of docs/experiments.md § 7 against the CPU recipe.
+        assert!(e(-256.13).at_baseline() && e(-255.0).at_baseline());
+        assert!(!e(-268.64).at_baseline() && !e(-256.4).at_baseline());
+    }
 
     /// Two samples over 3 genes; gene 2 is profiled by the first sample only.
     fn batch() -> Batch {
