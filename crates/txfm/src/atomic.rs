@@ -99,10 +99,7 @@ pub fn temp_dir_beside(path: &Path) -> Result<TempDir> {
 
 /// Writes `path` through `write`, atomically.
 pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<()> {
-    let mut tmp = temp_file_beside(path)?;
-    write(tmp.as_file_mut()).and_then(|()| tmp.as_file_mut().flush()).map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    Staged::with(path, write)?.commit()
 }
 
 /// Writes `text` to `path`, atomically.
@@ -119,11 +116,16 @@ pub struct Staged {
 }
 
 impl Staged {
+    /// Writes the contents of `path` through `write` under a temporary name.
+    pub fn with(path: &Path, write: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<Staged> {
+        let mut tmp = temp_file_beside(path)?;
+        write(tmp.as_file_mut()).and_then(|()| tmp.as_file_mut().flush()).map_err(|e| Error::io(path, e))?;
+        Ok(Staged { tmp, path: path.to_path_buf() })
+    }
+
     /// Writes `text` for `path` under a temporary name.
     pub fn text(path: &Path, text: &str) -> Result<Staged> {
-        let mut tmp = temp_file_beside(path)?;
-        tmp.as_file_mut().write_all(text.as_bytes()).and_then(|()| tmp.as_file_mut().flush()).map_err(|e| Error::io(path, e))?;
-        Ok(Staged { tmp, path: path.to_path_buf() })
+        Staged::with(path, |f| f.write_all(text.as_bytes()))
     }
 
     /// Renames the file into place.
