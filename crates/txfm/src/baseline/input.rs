@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::corpus::Corpus;
 use crate::data::counts_check::CountsCheck;
 use crate::data::{open_source, CsrChunk, ExpressionSource, ObsColumn, ObsFrame, SourceOptions};
-use crate::{Error, Result};
+use crate::Result;
 
 /// Rows per chunk read from an expression file.
 const FILE_CHUNK_ROWS: usize = 4096;
@@ -26,7 +26,7 @@ pub struct CountInput {
     /// A file's values, checked over every row of the first full pass (opening checks only the
     /// first rows): raw counts unless `allow_non_counts`, and finite whatever it says. `None`
     /// once a pass has finished clean, and for a corpus (checked when it was built).
-    check: Option<(CountsCheck, bool)>,
+    check: Option<CountsCheck>,
 }
 
 enum Kind {
@@ -56,7 +56,7 @@ impl CountInput {
             var_symbols: src.var_names().to_vec(),
             n_obs: src.n_obs(),
             kind: Kind::File(src),
-            check: Some((CountsCheck::new(), opts.allow_non_counts)),
+            check: Some(CountsCheck::allowing_non_counts(opts.allow_non_counts)),
         })
     }
 
@@ -107,12 +107,10 @@ impl CountInput {
             Kind::File(src) => {
                 for start in (0..self.n_obs).step_by(FILE_CHUNK_ROWS) {
                     let chunk = src.read_rows(start, start + FILE_CHUNK_ROWS)?;
-                    if let Some((check, allow_non_counts)) = &mut self.check {
+                    if let Some(check) = &mut self.check {
                         check.observe(&chunk);
-                        if (check.non_finite() > 0 || !*allow_non_counts)
-                            && let Some(seen) = check.problem_in(src.as_ref())
-                        {
-                            return Err(Error::NotCounts { path: src.path().to_path_buf(), matrix: src.matrix_name().to_string(), seen });
+                        if let Some(e) = check.error_in(src.as_ref()) {
+                            return Err(e);
                         }
                     }
                     f(&chunk, &chunk.row_sums())?;

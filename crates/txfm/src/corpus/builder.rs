@@ -189,19 +189,15 @@ fn build_into(manifest: &Manifest, dir: &Path, opts: &BuildOptions) -> Result<Co
         let increasing = local_to_union.windows(2).all(|w| w[0] < w[1]);
         let identity = local_to_union.iter().enumerate().all(|(i, &g)| g as usize == i);
         let min_genes = manifest.filters.min_genes_per_cell;
-        let check_counts = !spec.allow_non_counts;
         let (tx, rx) = sync_channel::<Result<Prepared>>(2);
         let (kept, failed_qc) = std::thread::scope(|scope| -> Result<(usize, usize)> {
             let reader = scope.spawn(|| {
-                let mut check = CountsCheck::new();
+                let mut check = CountsCheck::allowing_non_counts(spec.allow_non_counts);
                 let mut failed = 0usize;
                 for run in chunk_runs(&rows, CHUNK_ROWS) {
                     let prepared = src
                         .read_rows(run.start_row, run.end_row)
                         .map(|chunk| {
-                            // Always observed: non-finite values are refused even where
-                            // non-count values are allowed (they would stop training much later,
-                            // with no pointer to the data).
                             check.observe(&chunk);
                             let local = mapping.remap(chunk);
                             let mut p = prepare(&local, &rows[run.rows.clone()], run.start_row, &local_to_union, increasing, identity, min_genes, &mut failed);
@@ -214,7 +210,7 @@ fn build_into(manifest: &Manifest, dir: &Path, opts: &BuildOptions) -> Result<Co
                     }
                 }
                 drop(tx);
-                let verdict = if check_counts || check.non_finite() > 0 { check.into_result_in(src.as_ref()) } else { Ok(()) };
+                let verdict = check.into_result_in(src.as_ref());
                 verdict.map(|()| failed)
             });
             let kept = consume(rx, id as u16, &mut next_sample, &mut shards, &mut obs, &mut union, &bar)?;

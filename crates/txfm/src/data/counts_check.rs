@@ -17,11 +17,20 @@ pub struct CountsCheck {
     non_finite: u64,
     min: f32,
     first_bad: Option<(usize, u32, f32)>,
+    /// Normalised values pass (already-normalised bulk data); NaN and infinity never do.
+    allow_non_counts: bool,
 }
 
 impl CountsCheck {
     pub fn new() -> Self {
         CountsCheck { min: f32::INFINITY, ..Default::default() }
+    }
+
+    /// A check that accepts non-count values when `allow_non_counts` (the datasets' and inputs'
+    /// option of that name) but refuses NaN and infinity whatever it says: they would stop
+    /// training, or poison a baseline, far from the data.
+    pub fn allowing_non_counts(allow_non_counts: bool) -> Self {
+        CountsCheck { allow_non_counts, ..Self::new() }
     }
 
     pub fn observe(&mut self, chunk: &CsrChunk) {
@@ -55,11 +64,6 @@ impl CountsCheck {
         }
     }
 
-    /// NaN and infinite values seen so far.
-    pub fn non_finite(&self) -> u64 {
-        self.non_finite
-    }
-
     /// `None` when everything seen so far is a non-negative integer, else what was seen, the first
     /// bad value placed by its obs row and var column (0-based, AnnData's orientation, whatever
     /// the file's).
@@ -74,6 +78,9 @@ impl CountsCheck {
     }
 
     fn describe(&self, obs: Option<&[String]>, var: Option<&[String]>) -> Option<String> {
+        if self.allow_non_counts && self.non_finite == 0 {
+            return None;
+        }
         let (row, col, v) = self.first_bad?;
         let mut parts = Vec::new();
         if self.negative > 0 {
@@ -109,12 +116,16 @@ impl CountsCheck {
         }
     }
 
+    /// The error for what was seen so far in `src`, naming the first bad value's sample and
+    /// gene; `None` while everything passes.
+    pub fn error_in(&self, src: &dyn ExpressionSource) -> Option<Error> {
+        let seen = self.problem_in(src)?;
+        Some(Error::NotCounts { path: src.path().to_path_buf(), matrix: src.matrix_name().to_string(), seen })
+    }
+
     /// [`Self::into_result`] for `src`, naming the first bad value's sample and gene.
     pub fn into_result_in(self, src: &dyn ExpressionSource) -> Result<()> {
-        match self.problem_in(src) {
-            None => Ok(()),
-            Some(seen) => Err(Error::NotCounts { path: src.path().to_path_buf(), matrix: src.matrix_name().to_string(), seen }),
-        }
+        self.error_in(src).map_or(Ok(()), Err)
     }
 }
 
