@@ -102,24 +102,33 @@ pub fn step_dir(run: &Path, step: u64) -> PathBuf {
     checkpoints_dir(run).join(format!("step-{step:07}"))
 }
 
-/// The first checkpoint found in `run` (the `latest` pointer, or else any `step-N` folder),
-/// without opening or checking it: whether the folder already holds a run.
-pub fn any_checkpoint(run: &Path) -> Result<Option<PathBuf>> {
+/// The `step-N` checkpoint folders of `run`, newest first, without opening them.
+fn step_dirs(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let dir = checkpoints_dir(run);
-    let pointer = dir.join(LATEST_FILE);
+    let mut found = Vec::new();
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(step) = name.strip_prefix("step-").and_then(|n| n.parse::<u64>().ok())
+                && entry.path().is_dir()
+            {
+                found.push((step, entry.path()));
+            }
+        }
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(found)
+}
+
+/// The first checkpoint found in `run` (the `latest` pointer, or else the newest `step-N`
+/// folder), without opening or checking it: whether the folder already holds a run.
+pub fn any_checkpoint(run: &Path) -> Result<Option<PathBuf>> {
+    let pointer = checkpoints_dir(run).join(LATEST_FILE);
     if pointer.exists() {
         return Ok(Some(pointer));
     }
-    if !dir.is_dir() {
-        return Ok(None);
-    }
-    for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-        let entry = entry.map_err(|e| Error::io(&dir, e))?;
-        if entry.file_name().to_string_lossy().starts_with("step-") {
-            return Ok(Some(entry.path()));
-        }
-    }
-    Ok(None)
+    Ok(step_dirs(run)?.into_iter().next().map(|(_, p)| p))
 }
 
 /// Writes a checkpoint of `vs` (indexed by `vocab`) and `optimizer` at `state.step` and points
@@ -236,19 +245,7 @@ impl Checkpoint {
     pub fn latest_intact(run: &Path) -> Result<Option<(Checkpoint, Vec<String>)>> {
         let dir = checkpoints_dir(run);
         let mut skipped = Vec::new();
-        let mut candidates: Vec<(u64, PathBuf)> = Vec::new();
-        if dir.is_dir() {
-            for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-                let entry = entry.map_err(|e| Error::io(&dir, e))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if let Some(step) = name.strip_prefix("step-").and_then(|n| n.parse::<u64>().ok())
-                    && entry.path().is_dir()
-                {
-                    candidates.push((step, entry.path()));
-                }
-            }
-        }
-        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        let candidates = step_dirs(run)?;
         let pointer = dir.join(LATEST_FILE);
         let pointed = match std::fs::read_to_string(&pointer) {
             Ok(name) => {
