@@ -376,12 +376,12 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
         // slices accumulate; the reducer reads the sum during the last slice's backward pass.
         optimizer.zero_grad();
         let mut loss = tch::Tensor::zeros([], (tch::Kind::Float, device));
+        let sliced = batch.parts.len() > 1;
         for (i, &(start, len, terms)) in batch.parts.iter().enumerate() {
-            let whole = batch.parts.len() == 1;
-            let tensors = if whole { None } else { Some(batch.tensors.rows(start, len)) };
-            let (part_loss, _, _) = with_autocast(device, autocast, || model.forward(tensors.as_ref().unwrap_or(&batch.tensors), true));
-            let (part_terms, share) = if whole { (batch.terms, 1.0) } else { (terms, terms / batch.terms.max(1.0)) };
-            let weight = if reducer.is_some() { part_terms * world.size as f64 / global[0].max(1.0) } else { share };
+            let slice = sliced.then(|| batch.tensors.rows(start, len));
+            let (part_loss, _, _) = with_autocast(device, autocast, || model.forward(slice.as_ref().unwrap_or(&batch.tensors), true));
+            let share = if sliced { terms / batch.terms.max(1.0) } else { 1.0 };
+            let weight = if reducer.is_some() { terms * world.size as f64 / global[0].max(1.0) } else { share };
             let last = i + 1 == batch.parts.len();
             if let (true, Some(reducer)) = (last, &reducer) {
                 reducer.prepare();
@@ -487,18 +487,13 @@ impl Staged {
     fn new(batch: Batch, device: Device, world: &World, micro_batch_size: Option<usize>) -> Staged {
         let size = micro_batch_size.unwrap_or(batch.n).max(1);
         let count = |rows: std::ops::Range<usize>| batch.target_mask[rows.start * batch.g..rows.end * batch.g].iter().filter(|&&m| m).count() as f64;
+        // A single part needs its terms only to weigh the ranks against each other.
         let parts: Vec<(usize, usize, f64)> = if batch.n <= size {
-            vec![(0, batch.n, 0.0)]
+            vec![(0, batch.n, if world.is_distributed() { count(0..batch.n) } else { 0.0 })]
         } else {
             (0..batch.n).step_by(size).map(|start| (start, size.min(batch.n - start), count(start..(start + size).min(batch.n)))).collect()
         };
-        let terms = if parts.len() > 1 {
-            parts.iter().map(|p| p.2).sum()
-        } else if world.is_distributed() {
-            count(0..batch.n)
-        } else {
-            0.0
-        };
+        let terms = parts.iter().map(|p| p.2).sum();
         Staged { tensors: BatchTensors::from_batch(&batch, device), n: batch.n, terms, parts }
     }
 }
