@@ -133,17 +133,13 @@ fn a_bad_value_past_the_first_thousand_rows_fails_the_run_and_writes_nothing() {
     // bad: NaN, negative or fractional.
     for (bad, what) in [(f32::NAN, "NaN"), (-3.0, "negative"), (2.5, "non-integer")] {
         let input = d.join("deep.h5ad");
-        let mut w = H5adWriter::create(&input, &ObsFrame { names: names.clone(), columns: vec![] }).unwrap();
-        let mut x = CsrChunk::new(0, g);
-        for i in 0..1_500usize {
+        txfm::testing::write_dense_h5ad(&input, &names, 1_500, |i| {
             let mut row: Vec<f32> = (0..g).map(|j| ((i * 7 + j * 3) % 5) as f32).collect();
             if i == 1_200 {
                 row[4] = bad;
             }
-            x.push_dense_row(&row);
-        }
-        w.append_x(&x).unwrap();
-        w.finish(&ObsFrame { names: (0..1_500).map(|i| format!("c{i}")).collect(), columns: vec![] }).unwrap();
+            row
+        });
         let o = txfm(&["embed", "--model", "run", "--input", "deep.h5ad", "--output", "deep.emb.h5ad"], d);
         let msg = text(&o);
         assert!(!o.status.success(), "{what}: {msg}");

@@ -62,3 +62,17 @@ pub fn sim_corpus(dir: &std::path::Path, name: &str, corpus: &str, sim: &crate::
     build_corpus(&manifest, &dir.join(corpus), &BuildOptions::default()).expect("building the fixture corpus");
     h5ad
 }
+
+/// Writes a small h5ad of `n_obs` cells (named `c0`, `c1`, …) over `var_names`, cell `i`'s
+/// values being `row(i)` (dense, `[var_names.len()]`): the hand-made inputs of the tests that
+/// plant a bad value or a gene-naming case where the simulator has none.
+pub fn write_dense_h5ad(path: &std::path::Path, var_names: &[String], n_obs: usize, row: impl Fn(usize) -> Vec<f32>) {
+    use crate::data::{h5ad::H5adWriter, CsrChunk, ObsFrame};
+    let mut w = H5adWriter::create(path, &ObsFrame { names: var_names.to_vec(), columns: vec![] }).expect("creating the test h5ad");
+    let mut x = CsrChunk::new(0, var_names.len());
+    for i in 0..n_obs {
+        x.push_dense_row(&row(i));
+    }
+    w.append_x(&x).expect("writing the test h5ad's X");
+    w.finish(&ObsFrame { names: (0..n_obs).map(|i| format!("c{i}")).collect(), columns: vec![] }).expect("finishing the test h5ad");
+}

@@ -230,17 +230,10 @@ print(b.obsm["X_pca"].shape, pcs.shape, len(s["explained_variance_ratio"]), b.ob
 /// with arbitrary components.
 #[test]
 fn pca_of_an_all_zero_matrix_is_an_error() {
-    use txfm::data::h5ad::H5adWriter;
-    use txfm::data::{CsrChunk, ObsFrame};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("zeros.h5ad");
-    let mut w = H5adWriter::create(&path, &ObsFrame { names: (0..10).map(|j| format!("g{j}")).collect(), columns: vec![] }).unwrap();
-    let mut x = CsrChunk::new(0, 10);
-    for _ in 0..30 {
-        x.push_dense_row(&[0.0; 10]);
-    }
-    w.append_x(&x).unwrap();
-    w.finish(&ObsFrame { names: (0..30).map(|i| format!("c{i}")).collect(), columns: vec![] }).unwrap();
+    let genes: Vec<String> = (0..10).map(|j| format!("g{j}")).collect();
+    txfm::testing::write_dense_h5ad(&path, &genes, 30, |_| vec![0.0; 10]);
     let config = PcaConfig { n_top_genes: None, svd: SvdConfig { n_components: 4, ..SvdConfig::default() }, ..PcaConfig::default() };
     let err = fit_pca(&mut open(&path), &config, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("no variance"), "{err}");
@@ -250,21 +243,16 @@ fn pca_of_an_all_zero_matrix_is_an_error() {
 /// two NaN cells at row 2,500 made every PCA score and loading NaN with exit 0.
 #[test]
 fn a_nan_far_into_the_file_stops_the_baseline_naming_the_file() {
-    use txfm::data::h5ad::H5adWriter;
-    use txfm::data::{CsrChunk, ObsFrame};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("late_nan.h5ad");
-    let mut w = H5adWriter::create(&path, &ObsFrame { names: (0..20).map(|j| format!("g{j}")).collect(), columns: vec![] }).unwrap();
-    let mut x = CsrChunk::new(0, 20);
-    for i in 0..3000usize {
+    let genes: Vec<String> = (0..20).map(|j| format!("g{j}")).collect();
+    txfm::testing::write_dense_h5ad(&path, &genes, 3000, |i| {
         let mut row: Vec<f32> = (0..20).map(|j| ((i * 7 + j * 3) % 5) as f32).collect();
         if i == 2500 {
             (row[3], row[4]) = (f32::NAN, f32::NAN);
         }
-        x.push_dense_row(&row);
-    }
-    w.append_x(&x).unwrap();
-    w.finish(&ObsFrame { names: (0..3000).map(|i| format!("c{i}")).collect(), columns: vec![] }).unwrap();
+        row
+    });
     let config = PcaConfig { n_top_genes: None, svd: SvdConfig { n_components: 4, ..SvdConfig::default() }, ..PcaConfig::default() };
     let err = fit_pca(&mut open(&path), &config, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("late_nan.h5ad") && err.contains("NaN") && err.contains("row 2500"), "{err}");

@@ -283,17 +283,14 @@ fn overwrite_replaces_only_a_corpus_folder() {
 fn non_finite_values_are_refused_even_where_non_counts_are_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("norm_nan.h5ad");
-    let mut w = H5adWriter::create(&path, &ObsFrame { names: (0..8).map(|j| format!("g{j}")).collect(), columns: vec![] }).unwrap();
-    let mut x = CsrChunk::new(0, 8);
-    for i in 0..50usize {
+    let genes: Vec<String> = (0..8).map(|j| format!("g{j}")).collect();
+    txfm::testing::write_dense_h5ad(&path, &genes, 50, |i| {
         let mut row: Vec<f32> = (0..8).map(|j| ((i + j) % 4) as f32 * 0.5).collect();
         if i == 40 {
             row[2] = f32::NAN;
         }
-        x.push_dense_row(&row);
-    }
-    w.append_x(&x).unwrap();
-    w.finish(&ObsFrame { names: (0..50).map(|i| format!("c{i}")).collect(), columns: vec![] }).unwrap();
+        row
+    });
     let mut ds = DatasetSpec::new("norm", &path, GeneIdKind::Raw);
     ds.allow_non_counts = true;
     let out = dir.path().join("corpus");

@@ -104,21 +104,14 @@ fn finetuning_extends_the_vocabulary_keeps_pretrained_rows_and_lowers_the_target
 fn a_corpus_sharing_no_gene_is_refused() {
     use txfm::corpus::{build_corpus, BuildOptions, DatasetSpec, Filters, Manifest};
     use txfm::data::genes::GeneIdKind;
-    use txfm::data::h5ad::H5adWriter;
-    use txfm::data::{CsrChunk, ObsFrame};
     let dir = tempfile::tempdir().unwrap();
     let a = corpus(dir.path(), "a", SimConfig { n_cells: 400, ..SimConfig::tiny() });
     let pretrained = dir.path().join("pretrained");
     train(a, &config(5), &TrainOptions::new(&pretrained)).unwrap();
 
     let h5ad = dir.path().join("other.h5ad");
-    let mut w = H5adWriter::create(&h5ad, &ObsFrame { names: (0..30).map(|j| format!("OTHER{j:03}")).collect(), columns: vec![] }).unwrap();
-    let mut x = CsrChunk::new(0, 30);
-    for i in 0..100usize {
-        x.push_dense_row(&(0..30).map(|j| ((i + 2 * j) % 4) as f32).collect::<Vec<_>>());
-    }
-    w.append_x(&x).unwrap();
-    w.finish(&ObsFrame { names: (0..100).map(|i| format!("c{i}")).collect(), columns: vec![] }).unwrap();
+    let genes: Vec<String> = (0..30).map(|j| format!("OTHER{j:03}")).collect();
+    txfm::testing::write_dense_h5ad(&h5ad, &genes, 100, |i| (0..30).map(|j| ((i + 2 * j) % 4) as f32).collect());
     let m = Manifest::new(vec![DatasetSpec::new("other", &h5ad, GeneIdKind::Raw)], Filters::none());
     build_corpus(&m, &dir.path().join("other"), &BuildOptions::default()).unwrap();
     let other = Corpus::open(&dir.path().join("other")).unwrap();
