@@ -117,7 +117,7 @@ fn step_dirs(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
             }
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     Ok(found)
 }
 
