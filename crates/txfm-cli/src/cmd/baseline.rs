@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use txfm::baseline::{fit_pca, write_libnorm, CountInput, LibNormConfig, PcaConfig, PcaOutputs, SvdConfig};
+use txfm::baseline::{fit_pca, write_libnorm, CountInput, LibNormConfig, PcaConfig, PcaOutputs, SvdConfig, SvdSolver};
 use txfm::data::SourceOptions;
 
 #[derive(clap::Subcommand)]
@@ -53,9 +53,18 @@ pub struct PcaArgs {
     /// Extra random vectors beyond --n-comps (accuracy of the trailing components).
     #[arg(long, default_value_t = SvdConfig::default().oversample)]
     oversample: usize,
-    /// Power passes over the data before the final one.
+    /// SVD solver: auto (exact where the smaller side of the matrix is a few thousand or less and
+    /// cheap, else randomized), exact (an f64 eigendecomposition, scikit-learn's "full"; alias
+    /// full) or randomized.
+    #[arg(long, default_value = "auto")]
+    svd_solver: SvdSolver,
+    /// Randomized solver: most power passes over the data before the final one.
     #[arg(long, default_value_t = SvdConfig::default().n_iter)]
     n_iter: usize,
+    /// Randomized solver: stop once every component's Ritz residual is within this share of its
+    /// eigenvalue (0: run all --n-iter passes).
+    #[arg(long, default_value_t = SvdConfig::default().tol)]
+    tol: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Threads for the sparse products (0: one per core).
@@ -109,21 +118,31 @@ fn pca(a: PcaArgs) -> anyhow::Result<()> {
     let config = PcaConfig {
         target_sum: a.io.target_sum,
         n_top_genes: a.n_top_genes,
-        svd: SvdConfig { n_components: a.n_comps, oversample: a.oversample, n_iter: a.n_iter, seed: a.seed, threads: a.threads },
+        svd: SvdConfig {
+            n_components: a.n_comps,
+            oversample: a.oversample,
+            n_iter: a.n_iter,
+            tol: a.tol,
+            solver: a.svd_solver,
+            seed: a.seed,
+            threads: a.threads,
+        },
         cache_budget_bytes: (a.memory_gib.max(0.0) * (1u64 << 30) as f64) as u64,
     };
+    // The randomized solver may stop before its last pass, the exact one takes three: the bar is
+    // cleared either way.
     let bar = progress(input.n_obs() * (a.n_iter + 2));
     bar.set_message("pca");
     let fit = fit_pca(&mut input, &config, &mut |rows| bar.inc(rows as u64)).context("fitting PCA")?;
     bar.finish_and_clear();
     let warnings = fit.write(&mut input, &outs, a.io.embedding_only)?;
-    for w in warnings {
+    for w in fit.convergence_warning().into_iter().chain(warnings) {
         eprintln!("warning: {w}");
     }
     let total: f64 = fit.explained_variance_ratio.iter().sum();
     println!(
         "{}: {} samples × {} genes used (of {}), {} components explaining {:.2}% of the variance \
-         (PC1 {:.2}%); {:.1} s statistics + {:.1} s SVD",
+         (PC1 {:.2}%); {:.1} s statistics + {:.1} s SVD ({}, {} passes{})",
         outs.h5ad.display(),
         fit.n_obs,
         fit.var_indices.len(),
@@ -132,7 +151,10 @@ fn pca(a: PcaArgs) -> anyhow::Result<()> {
         100.0 * total,
         100.0 * fit.explained_variance_ratio[0],
         fit.seconds_stats,
-        fit.seconds_svd
+        fit.seconds_svd,
+        fit.solver,
+        fit.passes,
+        fit.residual.map(|r| format!(", residual {r:.1e}")).unwrap_or_default()
     );
     println!("loadings: {}\nsummary: {}", outs.loadings.display(), outs.summary.display());
     Ok(())

@@ -6,8 +6,10 @@
 //! ([`super::log_cache`]: in memory up to `cache_budget_bytes`, else in an anonymous temporary
 //! file) — by pass 1 itself when every gene is used, by a second pass over the input after HVG
 //! selection — and their column sums give the means to centre on and the variances for the
-//! explained-variance ratio. The randomized SVD of the implicitly centred values reads that matrix
-//! `n_iter + 1` times ([`super::randomized_svd`]); the centred matrix is never formed. Memory:
+//! explained-variance ratio. The SVD of the implicitly centred values is exact where that is cheap
+//! (the smaller side a few thousand or less: [`super::exact_svd`], what scikit-learn's full solver
+//! gives), else randomized ([`super::randomized_svd`], passes until a residual test holds); the
+//! centred matrix is never formed. Memory:
 //! O(n_obs·l + n_vars·l) with l = n_comps + oversample, plus the matrix when it fits the budget
 //! (8 bytes per non-zero of the genes used).
 //!
@@ -30,7 +32,8 @@ use super::hvg::{highly_variable_seurat, variances, GeneStats, DEFAULT_BINS};
 use super::input::CountInput;
 use super::log_cache::{LogCacheBuilder, DEFAULT_CACHE_BUDGET_BYTES};
 use super::output::ObsmSink;
-use super::randomized_svd::{randomized_svd, SvdConfig};
+use super::exact_svd::{exact_svd, ExactPlan, EXACT_MAX_DIM};
+use super::randomized_svd::{randomized_svd, RowBlocks, Svd, SvdConfig, SvdSolver};
 use crate::atomic::Staged;
 use crate::data::CsrChunk;
 use crate::preprocess::Preprocess;
@@ -98,6 +101,10 @@ pub struct Pca {
     /// Wall seconds of the statistics pass with building the SVD's matrix, and of the SVD passes.
     pub seconds_stats: f64,
     pub seconds_svd: f64,
+    /// The solver that ran, its passes over the matrix and its last residual test (see [`Svd`]).
+    pub solver: SvdSolver,
+    pub passes: usize,
+    pub residual: Option<f64>,
 }
 
 /// The log1p values of the genes used, chunk by chunk, and their sums for the column moments.
@@ -196,7 +203,7 @@ pub fn fit_pca(input: &mut CountInput, config: &PcaConfig, on_rows: &mut dyn FnM
 
     let t1 = Instant::now();
     let (matrix_bytes, matrix_spilled) = (cache.bytes(), cache.is_spilled());
-    let svd = randomized_svd(&mut cache, &mean, &config.svd, on_rows)?;
+    let svd = solve(&mut cache, &mean, &config.svd, on_rows)?;
     drop(cache);
     let explained_variance: Vec<f64> = svd.singular_values.iter().map(|s| s * s / (n_obs as f64 - 1.0)).collect();
     let explained_variance_ratio = explained_variance.iter().map(|v| v / total_variance).collect();
@@ -217,7 +224,28 @@ pub fn fit_pca(input: &mut CountInput, config: &PcaConfig, on_rows: &mut dyn FnM
         matrix_spilled,
         seconds_stats,
         seconds_svd: t1.elapsed().as_secs_f64(),
+        solver: svd.solver,
+        passes: svd.passes,
+        residual: svd.residual,
     })
+}
+
+/// Runs the configured solver; `Auto` takes the exact one where [`ExactPlan::is_cheap`] says so.
+fn solve(x: &mut dyn RowBlocks, mean: &[f64], cfg: &SvdConfig, on_rows: &mut dyn FnMut(usize)) -> Result<Svd> {
+    let (n, p) = (x.n_rows(), x.n_cols());
+    let plan = match cfg.solver {
+        SvdSolver::Randomized => None,
+        SvdSolver::Exact => Some(ExactPlan::of(x)?),
+        SvdSolver::Auto if n.min(p) <= EXACT_MAX_DIM => Some(ExactPlan::of(x)?).filter(|plan| plan.is_cheap(n, p)),
+        SvdSolver::Auto => None,
+    };
+    match plan {
+        Some(plan) => {
+            let threads = if cfg.threads == 0 { std::thread::available_parallelism().map_or(1, |t| t.get()) } else { cfg.threads };
+            exact_svd(x, mean, cfg.n_components, threads, &plan, on_rows)
+        }
+        None => randomized_svd(x, mean, cfg, on_rows),
+    }
 }
 
 /// What `pca.json` holds: the fit's settings and scanpy's `uns['pca']` fields.
@@ -238,6 +266,12 @@ pub struct PcaSummary {
     pub matrix_spilled: bool,
     pub seconds_stats: f64,
     pub seconds_svd: f64,
+    #[serde(default)]
+    pub solver: SvdSolver,
+    #[serde(default)]
+    pub passes: usize,
+    #[serde(default)]
+    pub residual: Option<f64>,
 }
 
 /// The files a PCA run writes, named after the `.h5ad` output.
@@ -265,6 +299,19 @@ impl Pca {
         self.singular_values.len()
     }
 
+    /// Set when the randomized solver ran out of passes before its residual test passed: the
+    /// explained variances are then close, the trailing components' directions may not be.
+    pub fn convergence_warning(&self) -> Option<String> {
+        let r = self.residual?;
+        (self.config.svd.tol > 0.0 && r > self.config.svd.tol).then(|| {
+            format!(
+                "PCA: the randomized SVD stopped after {} passes with a residual of {r:.1e} (bound {:.0e}): the trailing \
+                 components may differ from the exact PCA's. Raise --n-iter or --oversample, or use --svd-solver exact",
+                self.passes, self.config.svd.tol
+            )
+        })
+    }
+
     pub fn summary(&self, input: &CountInput) -> PcaSummary {
         PcaSummary {
             input: input.path().to_path_buf(),
@@ -280,6 +327,9 @@ impl Pca {
             matrix_spilled: self.matrix_spilled,
             seconds_stats: self.seconds_stats,
             seconds_svd: self.seconds_svd,
+            solver: self.solver,
+            passes: self.passes,
+            residual: self.residual,
         }
     }
 

@@ -164,6 +164,7 @@ fn prepare_stages(input: &Path, output: &Path, what: &Prepare, progress: &indica
                 let pca = fit_pca(&mut counts, &PcaConfig::default(), &mut |_| {})?;
                 pca.write(&mut counts, &PcaOutputs::beside(&next), true)?;
                 out.pca_variance = Some(pca.explained_variance_ratio.iter().sum());
+                out.warnings.extend(pca.convergence_warning());
             }
             Baseline::Libnorm => {
                 write_libnorm(&mut counts, &LibNormConfig::default(), &next, true, &mut |_| {})?;
