@@ -109,3 +109,84 @@ fn jurkat_cropseq_runs() {
     assert!(r.bmdb.databases.iter().any(|d| d.n_pairs > 0));
     assert!(r.summary.lin.mean.is_some() && r.summary.knn.mean.is_some() && r.summary.pcst.mean.is_some());
 }
+
+/// Writes `dir/guides.h5ad`: the Jurkat screen with its `target_gene` labels recast as a
+/// cells × guides count matrix (`obsm['guide_counts']`, CSR; names in `uns['guide_names']`; two
+/// guides per target `GENE_1`/`GENE_2`, controls `non-targeting_N`) and as an obsm dataframe
+/// (`obsm['guide_frame']`), where every 10th cell has no guide and every 13th (of the others) a
+/// second one; and `dir/kept.h5ad`: the cells with exactly one guide, labelled in `obs` as before.
+/// Both carry the same `obsm['X_noise']` rows.
+const GUIDE_FIXTURE: &str = r#"
+import sys, anndata, numpy as np, pandas as pd, scipy.sparse as sp
+a = anndata.read_h5ad(sys.argv[1]); out = sys.argv[2]
+labels = a.obs["target_gene"].astype(str).to_numpy()
+targets = sorted(set(labels) - {"control"})
+names = [f"{t}_{k}" for t in targets for k in (1, 2)] + [f"non-targeting_{k}" for k in (1, 2, 3)]
+col = {n: j for j, n in enumerate(names)}
+rows, cols, vals, keep = [], [], [], []
+for i, l in enumerate(labels):
+    if i % 10 == 0:
+        continue
+    g = f"non-targeting_{1 + i % 3}" if l == "control" else f"{l}_{1 + i % 2}"
+    rows.append(i); cols.append(col[g]); vals.append(3)
+    if i % 13 == 0:
+        rows.append(i); cols.append((col[g] + 2) % len(names)); vals.append(1)
+    else:
+        keep.append(i)
+m = sp.csr_matrix((np.array(vals, np.int32), (rows, cols)), shape=(a.n_obs, len(names)))
+a.obsm["guide_counts"] = m
+a.obsm["guide_frame"] = pd.DataFrame(m.toarray(), index=a.obs_names, columns=names)
+a.uns["guide_names"] = np.array(names, dtype=object)
+a.obsm["X_noise"] = np.random.default_rng(0).standard_normal((a.n_obs, 16)).astype(np.float32)
+a.write_h5ad(f"{out}/guides.h5ad")
+b = a[keep].copy()
+del b.obsm["guide_counts"], b.obsm["guide_frame"]
+b.write_h5ad(f"{out}/kept.h5ad")
+print(len(keep))
+"#;
+
+/// Labels from a guide-count matrix (issue 12): the cells with exactly one guide get its target,
+/// and the benchmark of those cells equals the benchmark of the same cells labelled in `obs`;
+/// a dataframe in obsm names its own guides; a plain matrix without names is refused.
+#[test]
+fn guide_count_matrix_gives_the_labels_of_obs() {
+    use txfm::eval::perturb::guides::GuideConfig;
+    let src = shared_data("perturbation/datlinger2017_cropseq_scperturb_testsubset.h5ad");
+    let dbs = load_default(&shared_data("annotations/efaar")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kept: usize = txfm::testing::run_python(GUIDE_FIXTURE, &[src.to_str().unwrap(), dir.path().to_str().unwrap()]).trim().parse().unwrap();
+    let base = InputConfig {
+        obsm_keys: vec!["X_noise".into()],
+        pert_key: "target_gene".into(),
+        batch_key: "perturbation_2".into(),
+        control: "control".into(),
+        max_expression_genes: 100,
+        ..InputConfig::default()
+    };
+    let guides = |key: &str, names: Option<&str>| InputConfig {
+        guides: Some(GuideConfig { obsm_key: key.into(), names: names.map(String::from), min_count: 1.0, file: None }),
+        ..base.clone()
+    };
+    let from_guides = load(&dir.path().join("guides.h5ad"), &guides("guide_counts", Some("uns/guide_names"))).unwrap();
+    let from_obs = load(&dir.path().join("kept.h5ad"), &base).unwrap();
+    let g = from_guides.guides.unwrap();
+    assert_eq!((g.n_obs_input, g.kept, g.no_guide), (7_500, kept, 750));
+    assert_eq!(g.kept + g.no_guide + g.several_guides, 7_500);
+    assert_eq!(from_guides.labels().pert_names, from_obs.labels().pert_names);
+    assert_eq!(from_guides.labels().pert, from_obs.labels().pert);
+    assert_eq!(from_guides.labels().batch, from_obs.labels().batch);
+    assert_eq!(from_guides.unexpressed, from_obs.unexpressed);
+
+    let cfg = PerturbConfig { postprocess: vec![PostProcess::None], ..PerturbConfig::quick() };
+    let a = run(&from_guides, &dbs, &cfg, &ProgressBar::hidden()).unwrap();
+    let b = run(&from_obs, &dbs, &cfg, &ProgressBar::hidden()).unwrap();
+    assert_eq!(serde_json::to_value(&a.rows).unwrap(), serde_json::to_value(&b.rows).unwrap());
+    assert!(a.to_markdown().contains(&format!("kept {kept} of 7500 cells")), "{}", a.to_markdown());
+
+    let frame = load(&dir.path().join("guides.h5ad"), &guides("guide_frame", None)).unwrap();
+    assert_eq!(frame.labels().pert, from_obs.labels().pert);
+    let err = load(&dir.path().join("guides.h5ad"), &guides("guide_counts", None)).unwrap_err().to_string();
+    assert!(err.contains("guides.h5ad") && err.contains("without column names") && err.contains("--guide-names"), "{err}");
+    let err = load(&dir.path().join("guides.h5ad"), &guides("no_such", None)).unwrap_err().to_string();
+    assert!(err.contains("no obsm['no_such']") && err.contains("guide_counts"), "{err}");
+}

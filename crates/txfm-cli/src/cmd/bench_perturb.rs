@@ -7,6 +7,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use txfm::eval::annotations::load_paths;
 use txfm::data::{open_source, SourceOptions};
+use txfm::eval::perturb::guides::{load_guide_labels, GuideConfig};
 use txfm::eval::perturb::input::{labels_from_obs, load, InputConfig};
 use txfm::embed::EmbedOptions;
 use txfm::eval::perturb::postprocess::PostProcess;
@@ -45,6 +46,18 @@ pub struct Args {
     /// The control label in --pert-key.
     #[arg(long, default_value = "control")]
     control: String,
+    /// Take the perturbation labels from this obsm guide-count matrix (cells × guides) instead of
+    /// --pert-key: cells with exactly one guide (count ≥ --guide-min-count) keep its target, the
+    /// guide name up to its first `_`; non-targeting guides give the --control label.
+    #[arg(long)]
+    guides: Option<String>,
+    /// The guides' names when --guides is a plain matrix: uns/KEY, or a text file with one per line
+    /// (a dataframe in obsm names its own columns).
+    #[arg(long, requires = "guides")]
+    guide_names: Option<String>,
+    /// Count from which a guide counts as detected in a cell.
+    #[arg(long, default_value_t = 1.0, requires = "guides")]
+    guide_min_count: f32,
     /// Pair databases: a folder (its CORUM, HuMAP, Reactome, SIGNOR and StringDB .txt files) or
     /// `entity1,entity2` CSV files; repeatable.
     #[arg(long, required = true)]
@@ -122,12 +135,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         control: a.control,
         expression: !a.no_expression,
         layer: a.layer.clone(),
+        guides: a.guides.clone().map(|obsm_key| GuideConfig {
+            obsm_key,
+            names: a.guide_names.clone(),
+            min_count: a.guide_min_count,
+            file: Some(a.input.clone()),
+        }),
         ..InputConfig::default()
     };
     if a.model.is_some() || !a.baselines.is_empty() {
         // Check the labels before spending minutes on embeddings.
-        let src = open_source(&a.input, &SourceOptions::default())?;
-        labels_from_obs(src.obs(), &input_cfg, &a.input)?;
+        match &input_cfg.guides {
+            Some(g) => {
+                load_guide_labels(&a.input, g, &input_cfg.control)?;
+            }
+            None => {
+                let src = open_source(&a.input, &SourceOptions::default())?;
+                labels_from_obs(src.obs(), &input_cfg, &a.input)?;
+            }
+        }
         let what = Prepare {
             model: a.model.clone(),
             embed: EmbedOptions { device: a.device.parse()?, ..EmbedOptions::default() },

@@ -14,5 +14,5 @@ mod write;
 pub mod obsm;
 
 pub use csc::CscConfig;
-pub use read::{H5adSource, MatrixLayout};
+pub use read::{H5adSource, MatrixLayout, read_obsm_matrix, read_uns_strings};
 pub use write::H5adWriter;

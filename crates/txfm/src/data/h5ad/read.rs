@@ -442,3 +442,68 @@ mod tests {
         assert_eq!(err, "row 11: column index 3 out of range for 3 columns");
     }
 }
+
+/// A whole cells × columns matrix stored in `obsm/<key>` (a guide-count matrix, say): a dense
+/// array, a csr/csc matrix, or a dataframe of numeric columns. Returns its rows and, for a
+/// dataframe, its column names. Meant for small side matrices: it is read whole.
+pub fn read_obsm_matrix(path: &Path, key: &str) -> Result<(CsrChunk, Option<Vec<String>>)> {
+    let file = File::with_options()
+        .with_fapl(|p| p.file_locking(false))
+        .open(path)
+        .map_err(|e| Error::format(path, format!("cannot open as HDF5 (an .h5ad file is HDF5): {e}")))?;
+    let name = format!("obsm/{key}");
+    if !hdf::exists(&file, &name) {
+        let keys = file.group("obsm").ok().and_then(|g| g.member_names().ok()).unwrap_or_default();
+        return Err(Error::format(
+            path,
+            format!("no obsm['{key}'] (obsm holds: {})", if keys.is_empty() { "nothing".into() } else { keys.join(", ") }),
+        ));
+    }
+    let is_frame = file.group(&name).ok().and_then(|g| hdf::encoding_type(&g)).is_some_and(|e| e == "dataframe");
+    if is_frame {
+        let (frame, _) = read_frame(&file, &name, path)?;
+        let mut chunk = CsrChunk::new(0, frame.columns.len());
+        let mut names = Vec::new();
+        let mut columns: Vec<Vec<f64>> = Vec::new();
+        for (col_name, col) in &frame.columns {
+            let values = match col {
+                ObsColumn::Float(v) => v.clone(),
+                ObsColumn::Int(v) => v.iter().map(|&x| x as f64).collect(),
+                ObsColumn::Bool(v) => v.iter().map(|&x| x as u8 as f64).collect(),
+                _ => return Err(Error::format(path, format!("{name}/{col_name}: not a numeric column"))),
+            };
+            names.push(col_name.clone());
+            columns.push(values);
+        }
+        for i in 0..frame.n_obs() {
+            chunk.push_row(columns.iter().enumerate().map(|(j, c)| (j as u32, c[i] as f32)));
+        }
+        return Ok((chunk, Some(names)));
+    }
+    let (stored, n_obs, n_vars) = open_matrix(&file, &name, path)?;
+    let (ptr, idx, val) = match stored {
+        Stored::Dense(ds) => {
+            let mut chunk = CsrChunk::new(0, n_vars);
+            read_dense(&ds, &mut chunk, 0, n_obs, path, &name)?;
+            return Ok((chunk, None));
+        }
+        Stored::Csr(m) => read_csr(&m, 0, n_obs, path, &name)?,
+        Stored::Csc(m) => TransposedCsc::build(&m, n_obs, &CscConfig::default(), path, &name)?.read_rows(0, n_obs, path)?,
+    };
+    let chunk = into_chunk(0, n_vars, ptr, idx, val).map_err(|why| Error::format(path, format!("{name}: {why}")))?;
+    Ok((chunk, None))
+}
+
+/// The string array `uns/<key>` (e.g. the guide names of an obsm guide-count matrix).
+pub fn read_uns_strings(path: &Path, key: &str) -> Result<Vec<String>> {
+    let file = File::with_options()
+        .with_fapl(|p| p.file_locking(false))
+        .open(path)
+        .map_err(|e| Error::format(path, format!("cannot open as HDF5 (an .h5ad file is HDF5): {e}")))?;
+    let name = format!("uns/{key}");
+    let ds = file.dataset(&name).map_err(|_| Error::format(path, format!("no string array {name}")))?;
+    if !hdf::is_string(&hdf::descriptor(&ds).at(path, &name)?) || ds.ndim() != 1 {
+        return Err(Error::format(path, format!("{name} is not a 1-D string array")));
+    }
+    hdf::read_strings(&ds).at(path, &name)
+}

@@ -87,3 +87,4 @@ pub struct Expression {
     pub values: Vec<f32>,
     pub var_names: Vec<String>,
 }
+

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::data::{Expression, PerturbData};
+use super::guides::{load_guide_labels, GuideConfig, GuideLabels};
 use crate::data::h5ad::obsm::read_obsm;
 use crate::data::{ExpressionSource, ObsFrame, SourceOptions, open_source};
 use crate::{Error, Result};
@@ -46,6 +47,9 @@ pub struct InputConfig {
     pub unexpressed_threshold: f64,
     /// Rows per streamed chunk of `X`.
     pub chunk_rows: usize,
+    /// Take the perturbation labels from a guide-count matrix in `obsm` instead of `pert_key`
+    /// ([`super::guides`]: cells with exactly one guide are kept).
+    pub guides: Option<GuideConfig>,
 }
 
 impl Default for InputConfig {
@@ -60,6 +64,7 @@ impl Default for InputConfig {
             max_expression_genes: 2_000,
             unexpressed_threshold: 0.15,
             chunk_rows: 4_096,
+            guides: None,
         }
     }
 }
@@ -80,6 +85,18 @@ pub struct PerturbInput {
     pub targets_measured: Option<usize>,
     /// The reconstruction target of inv, if expression was read.
     pub expression: Option<Expression>,
+    /// With labels from a guide matrix: how many cells it gave a label and how many it left out.
+    pub guides: Option<GuideCounts>,
+}
+
+/// What [`super::guides`] made of the guide matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GuideCounts {
+    pub n_guides: usize,
+    pub n_obs_input: usize,
+    pub kept: usize,
+    pub no_guide: usize,
+    pub several_guides: usize,
 }
 
 impl PerturbInput {
@@ -96,20 +113,43 @@ pub fn load(path: &Path, cfg: &InputConfig) -> Result<PerturbInput> {
     }
     let opts = SourceOptions { layer: cfg.layer.clone(), ..Default::default() };
     let mut src = open_source(path, &opts)?;
-    let labels = labels_from_obs(src.obs(), cfg, path)?;
+    let n_input = src.obs().n_obs();
+    // Labels from obs, or from the guide matrix for the cells it assigns (`keep`).
+    let (labels, keep, guides) = match &cfg.guides {
+        None => (labels_from_obs(src.obs(), cfg, path)?, None, None),
+        Some(g) => {
+            let assigned = load_guide_labels(path, g, &cfg.control)?;
+            if src.obs().n_obs() != assigned.keep.len() + assigned.n_none + assigned.n_multiple {
+                return Err(Error::format(path, format!("obsm['{}'] does not have obs's {} rows", g.obsm_key, n_input)));
+            }
+            let labels = labels_from_guides(src.obs(), &assigned, cfg, path)?;
+            let counts = GuideCounts {
+                n_guides: assigned.n_guides,
+                n_obs_input: n_input,
+                kept: assigned.keep.len(),
+                no_guide: assigned.n_none,
+                several_guides: assigned.n_multiple,
+            };
+            (labels, Some(assigned.keep), Some(counts))
+        }
+    };
     let mut embeddings = Vec::new();
     for key in &cfg.obsm_keys {
         let (n, dim, x) = read_obsm(path, key)?;
-        if n != labels.n_obs {
-            return Err(Error::format(path, format!("obsm/{key} has {n} rows but obs has {}", labels.n_obs)));
+        if n != n_input {
+            return Err(Error::format(path, format!("obsm/{key} has {n} rows but obs has {n_input}")));
         }
         if x.iter().any(|v| !v.is_finite()) {
             return Err(Error::format(path, format!("obsm/{key} holds non-finite values")));
         }
+        let x = match &keep {
+            Some(rows) => rows.iter().flat_map(|&i| x[i * dim..(i + 1) * dim].iter().copied()).collect(),
+            None => x,
+        };
         embeddings.push((key.clone(), labels.with_x(dim, x)));
     }
     let (unexpressed, targets_measured, expression) = if cfg.expression {
-        let (means, expr) = read_expression(src.as_mut(), cfg)?;
+        let (means, expr) = read_expression(src.as_mut(), cfg, keep.as_deref())?;
         let targets = label_genes(&labels.pert_names, labels.control as usize, src.var_names());
         let unexpressed = targets.iter().map(|t| t.is_some_and(|g| means[g] < cfg.unexpressed_threshold)).collect();
         (unexpressed, Some(targets.iter().flatten().count()), Some(expr))
@@ -118,13 +158,46 @@ pub fn load(path: &Path, cfg: &InputConfig) -> Result<PerturbInput> {
     };
     Ok(PerturbInput {
         path: path.to_path_buf(),
-        pert_key: cfg.pert_key.clone(),
+        pert_key: match &cfg.guides {
+            Some(g) => format!("obsm['{}'] (guides)", g.obsm_key),
+            None => cfg.pert_key.clone(),
+        },
         batch_key: cfg.batch_key.clone(),
         embeddings,
         unexpressed,
         targets_measured,
         expression,
+        guides,
     })
+}
+
+/// Labels of the cells a guide matrix assigned (`assigned.keep`), with their batches from `obs`.
+fn labels_from_guides(obs: &ObsFrame, assigned: &GuideLabels, cfg: &InputConfig, path: &Path) -> Result<PerturbData> {
+    let (batch_all, batch_names) = codes(obs, &cfg.batch_key, path)?;
+    let mut index: HashMap<&str, u32> = HashMap::new();
+    let mut pert_names: Vec<String> = Vec::new();
+    let pert = assigned
+        .labels
+        .iter()
+        .map(|l| {
+            *index.entry(l.as_str()).or_insert_with(|| {
+                pert_names.push(l.clone());
+                pert_names.len() as u32 - 1
+            })
+        })
+        .collect();
+    let control = pert_names.iter().position(|p| *p == cfg.control).ok_or_else(|| {
+        Error::format(
+            path,
+            format!(
+                "no kept cell has a control guide (a name starting with non-targeting, NTC, safe-targeting, ... or the control \
+                 label `{}`); set the control label (--control)",
+                cfg.control
+            ),
+        )
+    })? as u32;
+    let batch = assigned.keep.iter().map(|&i| batch_all[i]).collect();
+    Ok(PerturbData { n_obs: assigned.keep.len(), dim: 0, x: Vec::new(), pert, pert_names, batch, batch_names, control })
 }
 
 /// The var index of each perturbation label's target gene (`None` for the control and for a
@@ -160,7 +233,7 @@ pub fn label_genes(labels: &[String], control: usize, var_names: &[String]) -> V
 pub fn load_expression(path: &Path, cfg: &InputConfig) -> Result<Expression> {
     let opts = SourceOptions { layer: cfg.layer.clone(), ..Default::default() };
     let mut src = open_source(path, &opts)?;
-    Ok(read_expression(src.as_mut(), cfg)?.1)
+    Ok(read_expression(src.as_mut(), cfg, None)?.1)
 }
 
 /// Perturbation and batch codes from `obs` (an embedding of width 0). Errors name the file and the
@@ -215,14 +288,29 @@ fn normalise_row(values: &mut [f32]) {
 
 /// Two streamed passes over the counts: per-gene mean (and variance) of the normalised values, then
 /// the dense reconstruction target over the genes kept. Returns `(mean per gene, expression)`.
-fn read_expression(src: &mut dyn ExpressionSource, cfg: &InputConfig) -> Result<(Vec<f64>, Expression)> {
-    let (n_obs, n_vars) = (src.n_obs(), src.n_vars());
+/// Means over cells (the unexpressed-gene null) and the inv target, over the rows `keep` (in
+/// that order; every row when `None`): a benchmark of the cells a guide matrix kept is the
+/// benchmark of a file holding only those cells.
+fn read_expression(src: &mut dyn ExpressionSource, cfg: &InputConfig, keep: Option<&[usize]>) -> Result<(Vec<f64>, Expression)> {
+    let (n_file, n_vars) = (src.n_obs(), src.n_vars());
+    // The output row of each file row, `usize::MAX` for rows left out.
+    let out_row: Vec<usize> = match keep {
+        None => (0..n_file).collect(),
+        Some(rows) => {
+            let mut at = vec![usize::MAX; n_file];
+            for (k, &i) in rows.iter().enumerate() {
+                at[i] = k;
+            }
+            at
+        }
+    };
+    let n_obs = keep.map_or(n_file, <[usize]>::len);
     let chunk = cfg.chunk_rows.max(1);
     let mut sum = vec![0.0f64; n_vars];
     let mut sum_sq = vec![0.0f64; n_vars];
-    for start in (0..n_obs).step_by(chunk) {
+    for start in (0..n_file).step_by(chunk) {
         let mut c = src.read_rows(start, start + chunk)?;
-        for r in 0..c.n_rows() {
+        for r in (0..c.n_rows()).filter(|&r| out_row[start + r] != usize::MAX) {
             let (a, b) = (c.indptr[r] as usize, c.indptr[r + 1] as usize);
             normalise_row(&mut c.data[a..b]);
             for (&g, &v) in c.indices[a..b].iter().zip(&c.data[a..b]) {
@@ -246,12 +334,16 @@ fn read_expression(src: &mut dyn ExpressionSource, cfg: &InputConfig) -> Result<
     }
     let k = genes.len();
     let mut values = vec![0.0f32; n_obs * k];
-    for start in (0..n_obs).step_by(chunk) {
+    for start in (0..n_file).step_by(chunk) {
         let mut c = src.read_rows(start, start + chunk)?;
         for r in 0..c.n_rows() {
+            let o = out_row[start + r];
+            if o == usize::MAX {
+                continue;
+            }
             let (a, b) = (c.indptr[r] as usize, c.indptr[r + 1] as usize);
             normalise_row(&mut c.data[a..b]);
-            let row = &mut values[(start + r) * k..(start + r + 1) * k];
+            let row = &mut values[o * k..(o + 1) * k];
             for (&g, &v) in c.indices[a..b].iter().zip(&c.data[a..b]) {
                 if column[g as usize] != usize::MAX {
                     row[column[g as usize]] = v;

@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod input;
+pub mod guides;
 pub mod postprocess;
 pub mod split;
 pub mod consistency;

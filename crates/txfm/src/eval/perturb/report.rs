@@ -150,6 +150,9 @@ pub struct PerturbReport {
     pub n_targets_measured: Option<usize>,
     /// Genes of the inv target (0 without expression).
     pub n_expression_genes: usize,
+    /// With labels from a guide-count matrix: the cells it kept and left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guides: Option<super::input::GuideCounts>,
     pub config: PerturbConfig,
     pub rows: Vec<PerturbRow>,
     /// Things a reader should know (batches fitted on pooled controls, metrics not computed...).
@@ -196,6 +199,14 @@ impl PerturbReport {
             self.control,
             self.config.seeds.len()
         );
+        if let Some(g) = &self.guides {
+            let _ = writeln!(
+                s,
+                "Labels from a guide-count matrix ({} guides; a guide counts from its `min_count`; target = the name up to \
+                 its first `_`): kept {} of {} cells with exactly one guide, left out {} without a guide and {} with several.\n",
+                g.n_guides, g.kept, g.n_obs_input, g.no_guide, g.several_guides
+            );
+        }
         if let Some(m) = self.n_targets_measured {
             let _ = writeln!(
                 s,

@@ -175,6 +175,7 @@ pub fn run(input: &PerturbInput, dbs: &[PairDatabase], cfg: &PerturbConfig, prog
         n_unexpressed_perts: n_unexpressed,
         n_targets_measured: input.targets_measured,
         n_expression_genes: input.expression.as_ref().map_or(0, |e| e.n_vars),
+        guides: input.guides,
         config: cfg.clone(),
         rows,
         warnings,
