@@ -19,7 +19,8 @@ pub struct Args {
     /// A corpus folder (from `txfm corpus build`).
     #[arg(long)]
     corpus: PathBuf,
-    /// Run preset: tiny (CPU tests), small (the CPU recipe the quickstart trains), s, b or l.
+    /// Run preset: tiny (CPU tests), small (the CPU recipe the quickstart trains), medium (the GPU
+    /// recipe: the small choices at the S shape), s, b or l (the paper's).
     #[arg(long, default_value = "tiny", conflicts_with = "config")]
     preset: String,
     /// A run config (TOML or JSON) instead of a preset, e.g. a run's config.toml.
