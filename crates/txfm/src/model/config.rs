@@ -48,6 +48,17 @@ pub struct ModelConfig {
     /// Where the decoder's per-gene output bias starts in a fresh run.
     #[serde(default)]
     pub decoder_bias_init: DecoderBiasInit,
+    /// Weight of a variance term on the CLS added to the training loss (VICReg's: the mean over
+    /// the CLS's dimensions of `max(0, 1 − std over the batch)`), which pushes every dimension to
+    /// vary across cells from the first step instead of waiting for the reconstruction to break the
+    /// symmetry (docs/experiments.md § 7's plateau). 0 (the default and the paper's): off. An
+    /// experiment's knob; the validation loss never includes it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cls_variance_weight: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// The starting point of the decoder's output bias `b` (`[G]`).
@@ -159,6 +170,7 @@ impl ModelConfig {
             library_size: 1e5,
             loss: LossKind::Poisson,
             decoder_bias_init: DecoderBiasInit::Baseline,
+            cls_variance_weight: 0.0,
         }
     }
 
@@ -200,6 +212,7 @@ impl ModelConfig {
             library_size: 1e5,
             loss: LossKind::Poisson,
             decoder_bias_init: DecoderBiasInit::Baseline,
+            cls_variance_weight: 0.0,
         }
     }
 
@@ -225,6 +238,9 @@ impl ModelConfig {
         }
         if self.mlp_ratio == 0 {
             return bad("mlp_ratio", "must be at least 1".into());
+        }
+        if !(self.cls_variance_weight.is_finite() && self.cls_variance_weight >= 0.0) {
+            return bad("cls_variance_weight", format!("must be a weight >= 0, got {}", self.cls_variance_weight));
         }
         if self.n_visible == 0 {
             return bad("n_visible", "must be at least 1".into());

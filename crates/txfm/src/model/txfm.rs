@@ -70,6 +70,17 @@ impl TxFm {
         masked_mean(&self.config.loss.elementwise(pred, target, self.log_theta.as_ref()), mask)
     }
 
+    /// The CLS variance term of [`ModelConfig::cls_variance_weight`] (unweighted, scalar): the
+    /// mean over dimensions of `max(0, 1 − std)`, the std over the batch's rows of `cls: [n, d]`.
+    /// 0 for a batch of one (no spread to measure).
+    pub fn cls_variance_penalty(&self, cls: &Tensor) -> Tensor {
+        if cls.size()[0] < 2 {
+            return Tensor::zeros([], (cls.kind(), cls.device()));
+        }
+        let std = (cls.to_kind(tch::Kind::Float).var_dim([0i64].as_slice(), true, false) + 1e-4).sqrt();
+        (std.neg() + 1.0).relu().mean(tch::Kind::Float)
+    }
+
     /// `(loss, pred [n, G], cls [n, d])` for one batch.
     pub fn forward(&self, batch: &BatchTensors, train: bool) -> (Tensor, Tensor, Tensor) {
         let cls = self.encode(&batch.visible, train);
@@ -251,6 +262,18 @@ mod tests {
         padded.visible_pad = vec![false; 10];
         let c = model.encode(&visible(&padded), false);
         assert!(max_abs_diff(&a, &c) > 1e-3);
+    }
+
+    #[test]
+    fn cls_variance_penalty_is_one_for_a_collapsed_cls_and_zero_for_a_spread_one() {
+        let (_guard, _vs, model) = model(&ModelConfig::tiny());
+        let collapsed = Tensor::ones([8, 64], (tch::Kind::Float, Device::Cpu));
+        assert!((model.cls_variance_penalty(&collapsed).double_value(&[]) - 1.0).abs() < 0.02);
+        tch::manual_seed(0);
+        let spread = Tensor::randn([4096, 64], (tch::Kind::Float, Device::Cpu)) * 3.0;
+        assert_eq!(model.cls_variance_penalty(&spread).double_value(&[]), 0.0);
+        let half = Tensor::randn([4096, 64], (tch::Kind::Float, Device::Cpu)) * 0.5;
+        assert!((model.cls_variance_penalty(&half).double_value(&[]) - 0.5).abs() < 0.02);
     }
 
     #[test]

@@ -219,6 +219,7 @@ pub fn model_config(
         value_encoding: Default::default(),
         gene_embedding_std: ModelConfig::tiny().gene_embedding_std,
         decoder_bias_init: Default::default(),
+        cls_variance_weight: 0.0,
         n_blocks: blocks,
         n_heads: heads,
         mlp_ratio,

@@ -379,14 +379,19 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
         let sliced = batch.parts.len() > 1;
         for (i, &(start, len, terms)) in batch.parts.iter().enumerate() {
             let slice = sliced.then(|| batch.tensors.rows(start, len));
-            let (part_loss, _, _) = with_autocast(device, autocast, || model.forward(slice.as_ref().unwrap_or(&batch.tensors), true));
+            let (part_loss, _, cls) = with_autocast(device, autocast, || model.forward(slice.as_ref().unwrap_or(&batch.tensors), true));
+            // The reconstruction loss is what is reported; the optional CLS term only steers.
+            let objective = match config.model.cls_variance_weight {
+                0.0 => part_loss.shallow_clone(),
+                w => &part_loss + model.cls_variance_penalty(&cls) * w,
+            };
             let share = if sliced { terms / batch.terms.max(1.0) } else { 1.0 };
             let weight = if reducer.is_some() { terms * world.size as f64 / global[0].max(1.0) } else { share };
             let last = i + 1 == batch.parts.len();
             if let (true, Some(reducer)) = (last, &reducer) {
                 reducer.prepare();
             }
-            (&part_loss * weight).backward();
+            (&objective * weight).backward();
             if let (true, Some(reducer)) = (last, &reducer) {
                 reducer.finish()?;
             }
