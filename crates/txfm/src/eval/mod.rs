@@ -6,3 +6,4 @@ pub mod recall;
 pub mod perturb;
 pub mod genes;
 pub mod serde_nan;
+pub mod stats;
