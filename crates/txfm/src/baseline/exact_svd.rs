@@ -16,8 +16,8 @@
 
 use tch::Tensor;
 
-use super::randomized_svd::{flip_signs, project, RowBlocks, Svd, SvdSolver};
-use crate::{Error, Result};
+use super::randomized_svd::{check_shape, flip_signs, project, split, sum_parts, RowBlocks, Svd, SvdSolver};
+use crate::Result;
 
 /// The exact solver is chosen ([`SvdSolver::Auto`]) when the smaller side is at most this...
 pub const EXACT_MAX_DIM: usize = 4_000;
@@ -89,12 +89,7 @@ pub fn exact_svd(
     on_rows: &mut dyn FnMut(usize),
 ) -> Result<Svd> {
     let (n, p) = (x.n_rows(), x.n_cols());
-    if mean.len() != p {
-        return Err(Error::Invalid(format!("{} column means for {p} columns", mean.len())));
-    }
-    if k == 0 || k > n.min(p) {
-        return Err(Error::Invalid(format!("{k} components asked of a {n} × {p} matrix (at most {})", n.min(p))));
-    }
+    check_shape(n, p, mean, k)?;
     let side = if plan.gram_of_rows { n } else { p };
     let threads = threads.clamp(1, (SUMS_MAX_BYTES / (side * side * 8).max(1)).max(1));
     if plan.gram_of_rows {
@@ -156,7 +151,7 @@ fn gram_of_cols(
         }
         let (rowptr, cols, vals) = (&rowptr, &cols, &vals);
         std::thread::scope(|s| {
-            for (range, g) in super::randomized_svd::split(&weight, threads).into_iter().zip(sums.iter_mut()) {
+            for (range, g) in split(&weight, threads).into_iter().zip(sums.iter_mut()) {
                 s.spawn(move || {
                     for r in range {
                         let (a, e) = (rowptr[r] as usize, rowptr[r + 1] as usize);
@@ -174,10 +169,7 @@ fn gram_of_cols(
         on_rows(rows);
         Ok(())
     })?;
-    let mut g = sums.pop().expect("at least one thread");
-    for other in sums {
-        g.iter_mut().zip(&other).for_each(|(a, b)| *a += b);
-    }
+    let mut g = sum_parts(sums);
     // AᵀA = XᵀX − n μμᵀ, upper triangle.
     for i in 0..p {
         for j in i..p {
@@ -227,7 +219,7 @@ fn gram_of_rows(
     let mut sums: Vec<Vec<f64>> = (0..threads).map(|_| vec![0.0; n * n]).collect();
     let per_col = &per_col;
     std::thread::scope(|s| {
-        for (range, g) in super::randomized_svd::split(&weight, threads).into_iter().zip(sums.iter_mut()) {
+        for (range, g) in split(&weight, threads).into_iter().zip(sums.iter_mut()) {
             s.spawn(move || {
                 for col in &per_col[range] {
                     for (i, &(ri, vi)) in col.iter().enumerate() {
@@ -240,10 +232,7 @@ fn gram_of_rows(
             });
         }
     });
-    let mut g = sums.pop().expect("at least one thread");
-    for other in sums {
-        g.iter_mut().zip(&other).for_each(|(a, b)| *a += b);
-    }
+    let mut g = sum_parts(sums);
     // s = X μ; A Aᵀ = X Xᵀ − s 1ᵀ − 1 sᵀ + (μᵀμ) 1 1ᵀ, upper triangle.
     let mut s = vec![0.0f64; n];
     for (col, &m) in per_col.iter().zip(mean) {

@@ -240,10 +240,7 @@ fn solve(x: &mut dyn RowBlocks, mean: &[f64], cfg: &SvdConfig, on_rows: &mut dyn
         SvdSolver::Auto => None,
     };
     match plan {
-        Some(plan) => {
-            let threads = if cfg.threads == 0 { std::thread::available_parallelism().map_or(1, |t| t.get()) } else { cfg.threads };
-            exact_svd(x, mean, cfg.n_components, threads, &plan, on_rows)
-        }
+        Some(plan) => exact_svd(x, mean, cfg.n_components, cfg.worker_threads(), &plan, on_rows),
         None => randomized_svd(x, mean, cfg, on_rows),
     }
 }

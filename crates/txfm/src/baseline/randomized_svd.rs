@@ -153,6 +153,13 @@ fn default_tol() -> f64 {
     DEFAULT_TOL
 }
 
+impl SvdConfig {
+    /// `threads`, with 0 resolved to one per available core.
+    pub fn worker_threads(&self) -> usize {
+        if self.threads == 0 { std::thread::available_parallelism().map_or(1, |t| t.get()) } else { self.threads }
+    }
+}
+
 impl Default for SvdConfig {
     fn default() -> Self {
         SvdConfig { n_components: 50, oversample: 20, n_iter: 100, tol: DEFAULT_TOL, solver: SvdSolver::Auto, seed: 0, threads: 0 }
@@ -188,15 +195,10 @@ pub fn randomized_svd(
     on_rows: &mut dyn FnMut(usize),
 ) -> Result<Svd> {
     let (n, p) = (x.n_rows(), x.n_cols());
-    if mean.len() != p {
-        return Err(Error::Invalid(format!("{} column means for {p} columns", mean.len())));
-    }
     let k = cfg.n_components;
-    if k == 0 || k > n.min(p) {
-        return Err(Error::Invalid(format!("{k} components asked of a {n} × {p} matrix (at most {})", n.min(p))));
-    }
+    check_shape(n, p, mean, k)?;
     let l = (k + cfg.oversample).min(n).min(p);
-    let threads = if cfg.threads == 0 { std::thread::available_parallelism().map_or(1, |t| t.get()) } else { cfg.threads };
+    let threads = cfg.worker_threads();
 
     let _one = OneTorchThread::new();
     let mut q = orthonormalise(&gaussian(p * l, cfg.seed), p, l)?;
@@ -231,6 +233,26 @@ pub fn randomized_svd(
     let yw = Tensor::from_slice(&y).view([n as i64, l as i64]).f_matmul(&w)?;
     let scores: Vec<f32> = Vec::try_from(yw.contiguous().view(-1))?;
     Ok(Svd { n_components: k, components, singular_values, scores, solver: SvdSolver::Randomized, passes, residual })
+}
+
+/// Checks that `mean` has one value per column of an `n × p` matrix and that `k` components fit.
+pub(super) fn check_shape(n: usize, p: usize, mean: &[f64], k: usize) -> Result<()> {
+    if mean.len() != p {
+        return Err(Error::Invalid(format!("{} column means for {p} columns", mean.len())));
+    }
+    if k == 0 || k > n.min(p) {
+        return Err(Error::Invalid(format!("{k} components asked of a {n} × {p} matrix (at most {})", n.min(p))));
+    }
+    Ok(())
+}
+
+/// The element-wise sum of per-thread partial sums (all of one length).
+pub(super) fn sum_parts(mut parts: Vec<Vec<f64>>) -> Vec<f64> {
+    let mut total = parts.pop().expect("at least one part");
+    for part in parts {
+        axpy(1.0, &part, &mut total);
+    }
+    total
 }
 
 /// Makes each component's largest-magnitude loading positive (scikit-learn's
@@ -559,11 +581,7 @@ fn final_pass(
     if row0 != n {
         return Err(Error::Invalid(format!("blocks held {row0} rows, {n} announced")));
     }
-    let mut gram = grams.pop().expect("at least one thread");
-    for g in grams {
-        axpy(1.0, &g, &mut gram);
-    }
-    Ok((y_all, gram))
+    Ok((y_all, sum_parts(grams)))
 }
 
 #[cfg(test)]

@@ -11,6 +11,14 @@ use hdf5::{Container, Dataset, Datatype, Group, Location, LocationType};
 
 use crate::{Error, Result};
 
+/// Opens an `.h5ad` for reading without HDF5's file lock (why: see [`super::H5adSource`]).
+pub(super) fn open_file(path: &Path) -> Result<hdf5::File> {
+    hdf5::File::with_options()
+        .with_fapl(|p| p.file_locking(false))
+        .open(path)
+        .map_err(|e| Error::format(path, format!("cannot open as HDF5 (an .h5ad file is HDF5): {e}")))
+}
+
 /// Maps an HDF5 failure to [`Error::Hdf5`] naming the file and the object (`obs/_index`).
 pub(super) trait At<T> {
     fn at(self, path: &Path, what: &str) -> Result<T>;

@@ -20,9 +20,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Only dense numeric `obsm` arrays are read (any integer or float type, converted to `f32`);
-//! dataframes and sparse matrices in `obsm` are refused by [`read_obsm`] and left out of copies
-//! with a warning ([`H5adCopy::warnings`]).
+//! Only dense numeric `obsm` arrays are read as embeddings (any integer or float type, converted
+//! to `f32`); dataframes and sparse matrices in `obsm` are refused by [`read_obsm`] and left out
+//! of copies with a warning ([`H5adCopy::warnings`]). Small side matrices of any of those kinds
+//! (a guide-count matrix) are read whole by [`super::read_obsm_matrix`].
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -30,21 +31,13 @@ use std::path::{Path, PathBuf};
 use hdf5::{Dataset, File, LocationType};
 
 use super::frame::read_frame;
-use super::hdf::{self, At};
+use super::hdf::{self, open_file, At};
 use super::{H5adSource, H5adWriter};
 use crate::data::{ExpressionSource, ObsFrame, SourceOptions};
 use crate::{Error, Result};
 
 /// Rows copied per read when a copy is made from whole arrays.
 const COPY_CHUNK_ROWS: usize = 4096;
-
-fn open_file(path: &Path) -> Result<File> {
-    // No file lock, for the reason given at `H5adSource`.
-    File::with_options()
-        .with_fapl(|p| p.file_locking(false))
-        .open(path)
-        .map_err(|e| Error::format(path, format!("cannot open as HDF5 (an .h5ad file is HDF5): {e}")))
-}
 
 /// The keys of `obsm` in `path`, in file order (empty if the file has no `obsm`).
 pub fn obsm_keys(path: &Path) -> Result<Vec<String>> {

@@ -422,38 +422,14 @@ fn names_from_column(var: &ObsFrame, key: &str, frame: &str, warnings: &[String]
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clean_rows_are_moved_in_and_others_repaired() {
-        let clean = into_chunk(4, 5, vec![0, 2, 2, 3], vec![1, 4, 0], vec![2.0, 1.0, 7.0]).unwrap();
-        assert_eq!((clean.row_start, clean.n_rows()), (4, 3));
-        assert_eq!(clean.to_dense(), [0., 2., 0., 0., 1., 0., 0., 0., 0., 0., 7., 0., 0., 0., 0.]);
-
-        // Unsorted columns, a duplicate (summed) and explicit zeros, as scipy allows.
-        let messy =
-            into_chunk(0, 5, vec![0, 4, 6], vec![3, 1, 3, 2, 0, 4], vec![1.0, 5.0, 2.0, 0.0, 0.0, 9.0]).unwrap();
-        assert_eq!(messy.row(0), (&[1u32, 3][..], &[5.0f32, 3.0][..]));
-        assert_eq!(messy.row(1), (&[4u32][..], &[9.0f32][..]));
-
-        let err = into_chunk(10, 3, vec![0, 1, 2], vec![0, 3], vec![1.0, 1.0]).unwrap_err();
-        assert_eq!(err, "row 11: column index 3 out of range for 3 columns");
-    }
-}
-
 /// A whole cells × columns matrix stored in `obsm/<key>` (a guide-count matrix, say): a dense
 /// array, a csr/csc matrix, or a dataframe of numeric columns. Returns its rows and, for a
 /// dataframe, its column names. Meant for small side matrices: it is read whole.
 pub fn read_obsm_matrix(path: &Path, key: &str) -> Result<(CsrChunk, Option<Vec<String>>)> {
-    let file = File::with_options()
-        .with_fapl(|p| p.file_locking(false))
-        .open(path)
-        .map_err(|e| Error::format(path, format!("cannot open as HDF5 (an .h5ad file is HDF5): {e}")))?;
+    let file = hdf::open_file(path)?;
     let name = format!("obsm/{key}");
     if !hdf::exists(&file, &name) {
-        let keys = file.group("obsm").ok().and_then(|g| g.member_names().ok()).unwrap_or_default();
+        let keys = super::obsm::obsm_keys(path)?;
         return Err(Error::format(
             path,
             format!("no obsm['{key}'] (obsm holds: {})", if keys.is_empty() { "nothing".into() } else { keys.join(", ") }),
@@ -496,14 +472,32 @@ pub fn read_obsm_matrix(path: &Path, key: &str) -> Result<(CsrChunk, Option<Vec<
 
 /// The string array `uns/<key>` (e.g. the guide names of an obsm guide-count matrix).
 pub fn read_uns_strings(path: &Path, key: &str) -> Result<Vec<String>> {
-    let file = File::with_options()
-        .with_fapl(|p| p.file_locking(false))
-        .open(path)
-        .map_err(|e| Error::format(path, format!("cannot open as HDF5 (an .h5ad file is HDF5): {e}")))?;
+    let file = hdf::open_file(path)?;
     let name = format!("uns/{key}");
     let ds = file.dataset(&name).map_err(|_| Error::format(path, format!("no string array {name}")))?;
     if !hdf::is_string(&hdf::descriptor(&ds).at(path, &name)?) || ds.ndim() != 1 {
         return Err(Error::format(path, format!("{name} is not a 1-D string array")));
     }
     hdf::read_strings(&ds).at(path, &name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_rows_are_moved_in_and_others_repaired() {
+        let clean = into_chunk(4, 5, vec![0, 2, 2, 3], vec![1, 4, 0], vec![2.0, 1.0, 7.0]).unwrap();
+        assert_eq!((clean.row_start, clean.n_rows()), (4, 3));
+        assert_eq!(clean.to_dense(), [0., 2., 0., 0., 1., 0., 0., 0., 0., 0., 7., 0., 0., 0., 0.]);
+
+        // Unsorted columns, a duplicate (summed) and explicit zeros, as scipy allows.
+        let messy =
+            into_chunk(0, 5, vec![0, 4, 6], vec![3, 1, 3, 2, 0, 4], vec![1.0, 5.0, 2.0, 0.0, 0.0, 9.0]).unwrap();
+        assert_eq!(messy.row(0), (&[1u32, 3][..], &[5.0f32, 3.0][..]));
+        assert_eq!(messy.row(1), (&[4u32][..], &[9.0f32][..]));
+
+        let err = into_chunk(10, 3, vec![0, 1, 2], vec![0, 3], vec![1.0, 1.0]).unwrap_err();
+        assert_eq!(err, "row 11: column index 3 out of range for 3 columns");
+    }
 }

@@ -87,4 +87,3 @@ pub struct Expression {
     pub values: Vec<f32>,
     pub var_names: Vec<String>,
 }
-

@@ -119,7 +119,7 @@ pub fn load(path: &Path, cfg: &InputConfig) -> Result<PerturbInput> {
         None => (labels_from_obs(src.obs(), cfg, path)?, None, None),
         Some(g) => {
             let assigned = load_guide_labels(path, g, &cfg.control)?;
-            if src.obs().n_obs() != assigned.keep.len() + assigned.n_none + assigned.n_multiple {
+            if n_input != assigned.keep.len() + assigned.n_none + assigned.n_multiple {
                 return Err(Error::format(path, format!("obsm['{}'] does not have obs's {} rows", g.obsm_key, n_input)));
             }
             let labels = labels_from_guides(src.obs(), &assigned, cfg, path)?;
@@ -174,18 +174,7 @@ pub fn load(path: &Path, cfg: &InputConfig) -> Result<PerturbInput> {
 /// Labels of the cells a guide matrix assigned (`assigned.keep`), with their batches from `obs`.
 fn labels_from_guides(obs: &ObsFrame, assigned: &GuideLabels, cfg: &InputConfig, path: &Path) -> Result<PerturbData> {
     let (batch_all, batch_names) = codes(obs, &cfg.batch_key, path)?;
-    let mut index: HashMap<&str, u32> = HashMap::new();
-    let mut pert_names: Vec<String> = Vec::new();
-    let pert = assigned
-        .labels
-        .iter()
-        .map(|l| {
-            *index.entry(l.as_str()).or_insert_with(|| {
-                pert_names.push(l.clone());
-                pert_names.len() as u32 - 1
-            })
-        })
-        .collect();
+    let (pert, pert_names) = first_seen_codes(&assigned.labels);
     let control = pert_names.iter().position(|p| *p == cfg.control).ok_or_else(|| {
         Error::format(
             path,
@@ -261,20 +250,28 @@ fn codes(obs: &ObsFrame, key: &str, path: &Path) -> Result<(Vec<u32>, Vec<String
     let col = obs.column(key).ok_or_else(|| {
         Error::format(path, format!("obs has no column `{key}`; columns: {}", obs.keys().join(", ")))
     })?;
-    let mut index: HashMap<String, u32> = HashMap::new();
+    let values = (0..obs.n_obs())
+        .map(|i| {
+            col.get_str(i).ok_or_else(|| Error::format(path, format!("obs['{key}'] is missing for cell {} ({})", i, obs.names[i])))
+        })
+        .collect::<Result<Vec<String>>>()?;
+    Ok(first_seen_codes(&values))
+}
+
+/// Codes of `values` in first-seen order, and the names they index.
+fn first_seen_codes(values: &[String]) -> (Vec<u32>, Vec<String>) {
+    let mut index: HashMap<&str, u32> = HashMap::new();
     let mut names = Vec::new();
-    let mut out = Vec::with_capacity(obs.n_obs());
-    for i in 0..obs.n_obs() {
-        let v = col.get_str(i).ok_or_else(|| {
-            Error::format(path, format!("obs['{key}'] is missing for cell {} ({})", i, obs.names[i]))
-        })?;
-        let code = *index.entry(v.clone()).or_insert_with(|| {
-            names.push(v);
-            names.len() as u32 - 1
-        });
-        out.push(code);
-    }
-    Ok((out, names))
+    let codes = values
+        .iter()
+        .map(|v| {
+            *index.entry(v.as_str()).or_insert_with(|| {
+                names.push(v.clone());
+                names.len() as u32 - 1
+            })
+        })
+        .collect();
+    (codes, names)
 }
 
 /// normalise_total(1e4) + log1p of one CSR row, in place.
