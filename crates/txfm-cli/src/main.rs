@@ -31,6 +31,7 @@ enum Command {
     Baseline(cmd::baseline::Command),
     #[command(subcommand)]
     Bench(cmd::bench::Command),
+    Ablate(cmd::ablate::Args),
     Inspect(cmd::inspect::Args),
     Env(cmd::env::Args),
 }
@@ -48,6 +49,7 @@ fn main() {
         Command::Embed(a) => cmd::embed::run(a),
         Command::Baseline(c) => cmd::baseline::run(c),
         Command::Bench(c) => cmd::bench::run(c),
+        Command::Ablate(a) => cmd::ablate::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Env(a) => cmd::env::run(a),
     };

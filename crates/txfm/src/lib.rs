@@ -20,6 +20,7 @@ pub mod baseline;
 pub mod plot;
 pub mod simulate;
 pub mod quickstart;
+pub mod ablate;
 #[doc(hidden)]
 pub mod testing;
 

@@ -9,5 +9,6 @@ pub mod baseline;
 pub mod bench;
 pub mod bench_perturb;
 pub mod bench_genes;
+pub mod ablate;
 pub mod inspect;
 pub mod env;

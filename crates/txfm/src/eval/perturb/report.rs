@@ -74,6 +74,10 @@ pub struct SeedScores {
     pub lin_topk: Option<super::data::TopK>,
     #[serde(default)]
     pub knn_topk: Option<super::data::TopK>,
+    /// p.cst's consistent and tested perturbations, `(n_consistent, n_tested)` (the counts the
+    /// ablation tables' z-test takes; absent in reports written before they were recorded).
+    #[serde(default)]
+    pub pcst_counts: Option<(usize, usize)>,
 }
 
 impl SeedScores {

@@ -202,7 +202,7 @@ fn evaluate(
         let lin_topk = linear_probe_on(d, &sp, &ProbeConfig { fit: FitConfig { seed, ..cfg.probe.fit } }, device);
         let knn_topk = knn(d, &sp, cfg.knn_k);
         let (lin, kn) = (lin_topk.mean(), knn_topk.mean());
-        let pcst = consistency_loo(d, cfg.loo_random_cells, cfg.loo_alpha, seed).score;
+        let loo = consistency_loo(d, cfg.loo_random_cells, cfg.loo_alpha, seed);
         let inv = match (&input.expression, cfg.inv) {
             (Some(expr), true) if !sp.test2.is_empty() => {
                 reconstruct_on(d, &sp, expr, &ReconstructConfig { fit: FitConfig { seed, ..cfg.reconstruct.fit }, ..cfg.reconstruct }, device).score()
@@ -214,12 +214,13 @@ fn evaluate(
             ilisi: il,
             lin,
             knn: kn,
-            pcst,
+            pcst: loo.score,
             bmdb: bm.score,
             inv,
             average: f64::NAN,
             lin_topk: Some(lin_topk),
             knn_topk: Some(knn_topk),
+            pcst_counts: Some((loo.n_consistent, loo.n_tested)),
         };
         let defined: Vec<f64> = s.in_percent().into_iter().filter(|v| v.is_finite()).collect();
         if !defined.is_empty() {

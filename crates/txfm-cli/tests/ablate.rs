@@ -1,0 +1,201 @@
+//! `txfm ablate` end to end on a tiny simulated corpus: a two-group study (each group the default
+//! and one row) at two seeds runs through; the same study killed (`kill -9`) after its first
+//! finished cell and re-run continues without recomputing a finished cell and gives the same
+//! table; a corrupted cell record is detected and recomputed; `--jobs 2` gives the same table
+//! again; study files with unknown fields or rows that change nothing are refused by name.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use txfm::simulate::SimConfig;
+use txfm::testing::sim_corpus;
+use common::{text, txfm};
+
+const STUDY: &str = r#"
+name = "test study"
+preset = "tiny"
+corpus = "corpus"
+seeds = [0, 1]
+budget = { steps = 40 }
+base = { eval_every = 40, checkpoint_every = 20, model.d_model = 32, model.decoder = { residual_mlp = { n_layers = 1, d_hidden = 32 } } }
+
+[[screen]]
+name = "sim"
+h5ad = "sim.h5ad"
+annotations = ["sim.pairs.csv"]
+
+[bench]
+mode = "quick"
+
+[[group]]
+name = "loss"
+default = "Poisson"
+rows = [{ name = "MSE", model.loss = "mse" }]
+
+[[group]]
+name = "visible genes"
+default = "K 64"
+rows = [{ name = "K 32", model.n_visible = 32 }]
+"#;
+
+fn fixture(dir: &Path) {
+    sim_corpus(dir, "sim", "corpus", &SimConfig { n_cells: 600, n_genes: 300, ..SimConfig::tiny() }, 3);
+    std::fs::write(dir.join("study.toml"), STUDY).unwrap();
+}
+
+fn ablate(dir: &Path, out: &str, extra: &[&str]) -> String {
+    let mut args = vec!["ablate", "--grid", "study.toml", "--out", out];
+    args.extend_from_slice(extra);
+    let o = txfm(&args, dir);
+    assert!(o.status.success(), "txfm ablate: {}", text(&o));
+    text(&o)
+}
+
+/// The tables' numbers (every cell of every row, with p-values), without timings.
+fn table(dir: &Path, out: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(out).join("study.json")).unwrap()).unwrap();
+    let mut groups = v["table"]["groups"].clone();
+    for g in groups.as_array_mut().unwrap() {
+        for r in g["rows"].as_array_mut().unwrap() {
+            r.as_object_mut().unwrap().remove("train_seconds");
+        }
+    }
+    groups
+}
+
+/// Every record file of the study's cells with its bytes and modification time.
+fn records(dir: &Path) -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let cells = dir.join("cells");
+    for cell in std::fs::read_dir(&cells).unwrap().flatten().filter(|e| e.path().is_dir()) {
+        for f in std::fs::read_dir(cell.path()).unwrap().flatten() {
+            let p = f.path();
+            if p.extension().is_some_and(|e| e == "rec") {
+                out.push((p.clone(), std::fs::read(&p).unwrap(), f.metadata().unwrap().modified().unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn finished_cells(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("cells")).map_or(0, |r| r.flatten().filter(|e| e.path().join("genes.rec").is_file()).count())
+}
+
+#[test]
+fn a_study_runs_resumes_after_kill_9_recomputes_corrupt_cells_and_tables_its_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fixture(d);
+
+    // The plan: 3 distinct configs (the default shared by both groups) × 2 seeds.
+    let plan = txfm(&["ablate", "--grid", "study.toml", "--out", "a", "--plan"], d);
+    assert!(text(&plan).contains("3 distinct configs × 2 seeds = 6 cells"), "{}", text(&plan));
+
+    // A: uninterrupted.
+    let log = ablate(d, "a", &[]);
+    assert!(log.contains("6 cells: 0 from the cache, 6 computed, 0 failed"), "{log}");
+    let reference = table(d, "a");
+    let md = std::fs::read_to_string(d.join("a/study.md")).unwrap();
+    assert!(md.contains("### loss") && md.contains("| Poisson (default) |") && md.contains("| MSE |") && md.contains("### visible genes"), "{md}");
+    let html = std::fs::read_to_string(d.join("a/study.html")).unwrap();
+    assert!(html.contains("<table>") && html.contains("data:image/png;base64,iVBOR"), "the page inlines its PNG plots");
+    // Every row has both seeds and a value in every column; the default row has no test.
+    for g in reference.as_array().unwrap() {
+        for r in g["rows"].as_array().unwrap() {
+            assert_eq!(r["seeds_done"], serde_json::json!([0, 1]), "{r}");
+            let cells = r["cells"].as_array().unwrap();
+            assert_eq!(cells.len(), 4, "perts, avg, enc, dec");
+            assert!(cells.iter().all(|c| c["value"].as_f64().is_some_and(f64::is_finite)), "{r}");
+            let tested = cells.iter().filter(|c| c["p"].is_f64()).count();
+            if r["is_default"].as_bool().unwrap() {
+                assert_eq!(tested, 0);
+            } else {
+                assert!(tested >= 3, "perts, enc and dec are tested: {r}");
+                assert!(cells.iter().all(|c| c["p"].is_null() || c["p_adj"].as_f64().unwrap() >= c["p"].as_f64().unwrap()), "{r}");
+            }
+        }
+    }
+
+    // A re-run computes nothing.
+    let again = ablate(d, "a", &[]);
+    assert!(again.contains("6 from the cache, 0 computed"), "{again}");
+
+    // B: killed with SIGKILL once its first cell has finished, then re-run.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_txfm"))
+        .args(["ablate", "--grid", "study.toml", "--out", "b"])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while finished_cells(&d.join("b")) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(600), "no cell finished");
+        assert!(child.try_wait().unwrap().is_none(), "the study ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let finished = finished_cells(&d.join("b"));
+    assert!((1..6).contains(&finished), "killed mid-study: {finished} cells finished");
+    let before: Vec<_> = records(&d.join("b")).into_iter().filter(|(p, ..)| p.parent().unwrap().join("genes.rec").is_file()).collect();
+    let resumed = ablate(d, "b", &[]);
+    assert!(resumed.contains(&format!("{finished} from the cache, {} computed", 6 - finished)), "{resumed}");
+    let after = records(&d.join("b"));
+    for (p, bytes, mtime) in &before {
+        let now = after.iter().find(|(q, ..)| q == p).unwrap_or_else(|| panic!("{} disappeared", p.display()));
+        assert!(now.1 == *bytes && now.2 == *mtime, "{} was recomputed", p.display());
+    }
+    assert_eq!(table(d, "b"), reference, "the resumed study's table equals the uninterrupted one's");
+
+    // A corrupted record (one digit changed) is detected and recomputed, to the same numbers.
+    let rec = after.iter().find(|(p, ..)| p.file_name().unwrap() == "sim.rec").unwrap().0.clone();
+    let text_rec = std::fs::read_to_string(&rec).unwrap();
+    let at = text_rec.find("\"average\"").expect("a benchmark average in the record");
+    let digit = at + text_rec[at..].find(|c: char| c.is_ascii_digit()).unwrap();
+    let mut bytes = text_rec.into_bytes();
+    bytes[digit] = if bytes[digit] == b'9' { b'8' } else { bytes[digit] + 1 };
+    std::fs::write(&rec, &bytes).unwrap();
+    let repaired = ablate(d, "b", &[]);
+    assert!(repaired.contains("checksum mismatch") && repaired.contains("5 from the cache, 1 computed"), "{repaired}");
+    assert_eq!(table(d, "b"), reference);
+
+    // Two worker processes: the same table.
+    let jobs = ablate(d, "c", &["--jobs", "2"]);
+    assert!(jobs.contains("6 computed, 0 failed"), "{jobs}");
+    assert_eq!(table(d, "c"), reference, "--jobs 2 gives the sequential table");
+}
+
+#[test]
+fn bad_study_files_are_refused_naming_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fixture(d);
+    let refuse = |study: &str, expect: &[&str]| {
+        std::fs::write(d.join("bad.toml"), study).unwrap();
+        let o = txfm(&["ablate", "--grid", "bad.toml", "--out", "bad"], d);
+        let t = text(&o);
+        assert!(!o.status.success(), "accepted: {study}");
+        for e in expect {
+            assert!(t.contains(e), "expected '{e}' in: {t}");
+        }
+        assert!(!d.join("bad").exists(), "nothing is written for a refused study");
+    };
+    refuse(&STUDY.replace("model.loss = \"mse\"", "model.los = \"mse\""), &["bad.toml", "group 'loss', row 'MSE'", "unknown field `los`"]);
+    refuse(&STUDY.replace("model.loss = \"mse\"", "model.loss = \"poisson\""), &["group 'loss', row 'MSE'", "changes nothing"]);
+    refuse(&STUDY.replace("model.n_visible = 32", "model.n_visible = 64"), &["group 'visible genes', row 'K 32'", "changes nothing"]);
+    refuse(&STUDY.replace("sim.h5ad\"", "missing.h5ad\""), &["missing.h5ad", "screen 'sim'"]);
+    refuse(&STUDY.replace("corpus = \"corpus\"", "corpus = \"nowhere\""), &["nowhere", "not a built corpus"]);
+    refuse(&STUDY.replace("seeds = [0, 1]", "seeds = [0, 0]"), &["seeds", "twice"]);
+    // A folder holding other files is not taken for a study's.
+    std::fs::create_dir(d.join("busy")).unwrap();
+    std::fs::write(d.join("busy/keep.txt"), "mine").unwrap();
+    let o = txfm(&["ablate", "--grid", "study.toml", "--out", "busy"], d);
+    assert!(!o.status.success() && text(&o).contains("not a study folder"), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(d.join("busy/keep.txt")).unwrap(), "mine");
+}
