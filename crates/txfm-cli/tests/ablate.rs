@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use txfm::simulate::SimConfig;
-use txfm::testing::sim_corpus;
+use txfm::testing::{run_python, sim_corpus};
 use common::{text, txfm};
 
 const STUDY: &str = r#"
@@ -39,6 +39,59 @@ rows = [{ name = "MSE", model.loss = "mse" }]
 name = "visible genes"
 default = "K 64"
 rows = [{ name = "K 32", model.n_visible = 32 }]
+"#;
+
+/// Recomputes the table's tests from the cells' results with scipy: perts by the pooled
+/// two-proportion z-test on p.cst's summed counts, avg by `ttest_ind` over seeds, enc and dec by
+/// `ttest_ind` over recall minus each random null, then `false_discovery_control` per metric.
+const SCIPY_CHECK: &str = r#"
+import json, sys, math
+import numpy as np
+from scipy import stats
+v = json.load(open(sys.argv[1]))
+by_key = {}
+for c in v["cells"]:
+    by_key.setdefault(c["config_key"], []).append(c)
+def best(c):
+    return next(r for r in c["screens"][0]["report"]["rows"] if r["embedding"] == "X_txfm" and r["best"])
+def counts(cells):
+    x = n = 0
+    for c in cells:
+        for s in best(c)["seeds"]:
+            x += s["pcst_counts"][0]; n += s["pcst_counts"][1]
+    return x, n
+def ztest(a, b):
+    (x1, n1), (x2, n2) = a, b
+    p = (x1 + x2) / (n1 + n2)
+    se = math.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
+    return 1.0 if se == 0 else 2 * stats.norm.sf(abs((x1 / n1 - x2 / n2) / se))
+def excess(cells, which):
+    return [100 * (c["genes"][which]["recall"] - n) for c in cells for n in c["genes"][which]["null_recalls"]]
+def avgs(cells):
+    return [best(c)["summary"]["average"]["mean"] for c in cells]
+groups = v["table"]["groups"]
+default = next(r for g in groups for r in g["rows"] if r["is_default"])["config_key"]
+d = by_key[default]
+tests = [lambda r: ztest(counts(r), counts(d)),
+         lambda r: stats.ttest_ind(avgs(r), avgs(d)).pvalue,
+         lambda r: stats.ttest_ind(excess(r, "encoder"), excess(d, "encoder")).pvalue,
+         lambda r: stats.ttest_ind(excess(r, "decoder"), excess(d, "decoder")).pvalue]
+n = 0
+for j, test in enumerate(tests):
+    rows = [r for g in groups for r in g["rows"] if not r["is_default"]]
+    ps = [float(test(by_key[r["config_key"]])) for r in rows]
+    ok = [not math.isnan(p) for p in ps]
+    adj = stats.false_discovery_control([p for p, o in zip(ps, ok) if o], method="bh") if any(ok) else []
+    k = 0
+    for r, p, o in zip(rows, ps, ok):
+        cell = r["cells"][j]
+        if not o:
+            assert cell["p"] is None, (j, r["name"], cell)
+            continue
+        assert abs(cell["p"] - p) <= 1e-9 * max(p, 1e-300) + 1e-300, (j, r["name"], cell["p"], p)
+        assert abs(cell["p_adj"] - adj[k]) <= 1e-9 * adj[k] + 1e-300, (j, r["name"], cell["p_adj"], adj[k])
+        k += 1; n += 1
+print("ok", n)
 "#;
 
 fn fixture(dir: &Path) {
@@ -121,6 +174,12 @@ fn a_study_runs_resumes_after_kill_9_recomputes_corrupt_cells_and_tables_its_tes
         }
     }
 
+    // Every p-value and adjusted p-value of the table, recomputed with scipy from the cells'
+    // own results in study.json.
+    let checked = run_python(SCIPY_CHECK, &[d.join("a/study.json").to_str().unwrap()]);
+    let n_checked: usize = checked.trim().strip_prefix("ok ").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{checked}"));
+    assert!(n_checked >= 6, "two ablation rows × at least perts, enc and dec: {checked}");
+
     // A re-run computes nothing.
     let again = ablate(d, "a", &[]);
     assert!(again.contains("6 from the cache, 0 computed"), "{again}");
@@ -198,4 +257,45 @@ fn bad_study_files_are_refused_naming_the_row() {
     let o = txfm(&["ablate", "--grid", "study.toml", "--out", "busy"], d);
     assert!(!o.status.success() && text(&o).contains("not a study folder"), "{}", text(&o));
     assert_eq!(std::fs::read_to_string(d.join("busy/keep.txt")).unwrap(), "mine");
+}
+
+/// The example studies load (every field and row valid, every row a change) against stand-ins for
+/// the files they name, so a renamed config field breaks this test, not a user's study.
+#[test]
+fn the_example_studies_load_with_every_row_distinct() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("work/repo");
+    let examples = root.join("examples");
+    std::fs::create_dir_all(&examples).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for (name, groups, cells) in [("ablation_paper.toml", 8, 45), ("ablation_small.toml", 2, 9)] {
+        let file = std::fs::read_to_string(repo.join("examples").join(name)).unwrap();
+        std::fs::write(examples.join(name), &file).unwrap();
+        // Stand-ins for every path the study names, relative to examples/.
+        let study: toml::Table = toml::from_str(&file).unwrap();
+        let mut corpora = vec![study["corpus"].as_str().unwrap().to_string()];
+        for g in study["group"].as_array().unwrap() {
+            for r in g["rows"].as_array().unwrap() {
+                if let Some(c) = r.get("corpus") {
+                    corpora.push(c.as_str().unwrap().to_string());
+                }
+            }
+        }
+        for c in corpora {
+            std::fs::create_dir_all(examples.join(&c)).unwrap();
+            std::fs::write(examples.join(&c).join("corpus.json"), "{}").unwrap();
+        }
+        for s in study["screen"].as_array().unwrap() {
+            let h5ad = examples.join(s["h5ad"].as_str().unwrap());
+            std::fs::create_dir_all(h5ad.parent().unwrap()).unwrap();
+            std::fs::write(&h5ad, "").unwrap();
+            for a in s["annotations"].as_array().unwrap() {
+                std::fs::create_dir_all(examples.join(a.as_str().unwrap())).unwrap();
+            }
+        }
+        let o = txfm(&["ablate", "--grid", &format!("examples/{name}"), "--out", "unused", "--plan"], &root);
+        let t = text(&o);
+        assert!(o.status.success(), "{name}: {t}");
+        assert!(t.contains(&format!("{groups} groups")) && t.contains(&format!("= {cells} cells")), "{name}: {t}");
+    }
 }

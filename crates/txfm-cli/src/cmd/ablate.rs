@@ -98,7 +98,7 @@ fn plan(grid: &Path) -> anyhow::Result<()> {
     let cells = study.cells();
     println!("{}: {} groups, {} distinct configs × {} seeds = {} cells", study.name, study.groups.len(), cells.len() / study.seeds.len(), study.seeds.len(), cells.len());
     for c in &cells {
-        let labels = if c.labels.is_empty() { "default".to_string() } else { c.labels.join(", ") };
+        let labels = if c.is_default { "default".to_string() } else { c.labels.join(", ") };
         println!("{}-s{}  {labels}  seed {}", c.config_key, c.seed, c.seed);
     }
     Ok(())

@@ -40,17 +40,14 @@ pub struct StudyOutcome {
 pub fn run_all(runner: &Runner, bar: &indicatif::ProgressBar) -> Result<StudyOutcome> {
     let started = Instant::now();
     let n = runner.cells.len();
-    let mut results: Vec<Option<CellResult>> = Vec::with_capacity(n);
-    for i in 0..n {
-        results.push(runner.cached(i)?);
-    }
+    let mut results: Vec<Option<CellResult>> = (0..n).map(|i| runner.cached(i)).collect::<Result<_>>()?;
     let cached = results.iter().filter(|r| r.is_some()).count();
     bar.set_length(n as u64);
     bar.set_position(cached as u64);
     bar.reset_eta();
     let (mut computed, mut failed) = (0, Vec::new());
-    for i in 0..n {
-        if results[i].is_some() {
+    for (i, slot) in results.iter_mut().enumerate() {
+        if slot.is_some() {
             continue;
         }
         let name = runner.cells[i].0.display();
@@ -58,7 +55,7 @@ pub fn run_all(runner: &Runner, bar: &indicatif::ProgressBar) -> Result<StudyOut
         let log = |line: String| bar.suspend(|| eprintln!("warning: {line}"));
         match runner.run_cell(i, &stage, &log) {
             Ok(CellOutcome::Done(r)) => {
-                results[i] = Some(r);
+                *slot = Some(*r);
                 computed += 1;
             }
             Ok(CellOutcome::Busy) => bar.suspend(|| eprintln!("{name}: another process is computing it; left to it")),

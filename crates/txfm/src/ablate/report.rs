@@ -28,7 +28,7 @@ pub fn write(out: &Path, study: &Study, table: &StudyTable, results: &[Option<Ce
     std::fs::create_dir_all(&plots).map_err(|e| Error::io(&plots, e))?;
     let mut pngs = Vec::new();
     for g in &table.groups {
-        let mut chart = BarChart::new(&format!("{}: mean over seeds (± sd)", g.name), "percent", table.columns.clone());
+        let mut chart = BarChart::new(&format!("{}: mean over seeds, bars sd", g.name), "percent", table.columns.clone());
         for r in &g.rows {
             chart.series.push(BarSeries {
                 name: if r.is_default { format!("{} (default)", r.name) } else { r.name.clone() },

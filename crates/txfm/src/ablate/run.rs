@@ -57,7 +57,7 @@ struct Calibration {
 
 /// What a cell run found.
 pub enum CellOutcome {
-    Done(CellResult),
+    Done(Box<CellResult>),
     /// Another live process holds the cell.
     Busy,
 }
@@ -163,7 +163,7 @@ impl Runner {
         let dir = cell_dir(&self.out, spec);
         std::fs::create_dir_all(dir.parent().expect("cells/")).map_err(|e| Error::io(&dir, e))?;
         let Some(_lock) = CellLock::acquire(&dir.with_extension("lock"))? else { return Ok(CellOutcome::Busy) };
-        run_cell(&self.out, spec, config, &self.ctx, stage, log).map(CellOutcome::Done)
+        run_cell(&self.out, spec, config, &self.ctx, stage, log).map(|r| CellOutcome::Done(Box::new(r)))
     }
 
     /// Builds the tables from the cells found finished and writes `study.md`, `study.json` and

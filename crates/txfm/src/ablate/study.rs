@@ -230,6 +230,8 @@ pub struct CellSpec {
     pub config_key: String,
     /// Every `group/row` label this config appears under.
     pub labels: Vec<String>,
+    /// The default row's config.
+    pub is_default: bool,
     pub seed: u64,
     /// The row's config with `seed` and `loader.seed` set (steps resolved by the runner).
     pub config: RunConfig,
@@ -363,6 +365,7 @@ impl Study {
     /// The cells: each distinct (config, corpus) once, the default first, × each seed.
     pub fn cells(&self) -> Vec<CellSpec> {
         let mut distinct: Vec<(&Row, Vec<String>)> = vec![(&self.base, vec![])];
+        // The default row first; its labels (one per group) are shown as "default".
         for g in &self.groups {
             for r in &g.rows {
                 let label = format!("{}/{}", g.name, r.name);
@@ -373,12 +376,12 @@ impl Study {
             }
         }
         let mut cells = Vec::new();
-        for (row, labels) in distinct {
+        for (d, (row, labels)) in distinct.into_iter().enumerate() {
             let config_key = config_key(&row.config, &row.corpus);
             for &seed in &self.seeds {
                 let mut config = row.config.clone();
                 (config.seed, config.loader.seed) = (seed, seed);
-                cells.push(CellSpec { config_key: config_key.clone(), labels: labels.clone(), seed, config, corpus: row.corpus.clone() });
+                cells.push(CellSpec { config_key: config_key.clone(), labels: labels.clone(), is_default: d == 0, seed, config, corpus: row.corpus.clone() });
             }
         }
         cells
@@ -404,7 +407,7 @@ impl Study {
 impl CellSpec {
     /// A short name for progress lines: the first label and the seed.
     pub fn display(&self) -> String {
-        let label = self.labels.first().map_or("default", String::as_str);
+        let label = if self.is_default { "default" } else { self.labels.first().map_or("default", String::as_str) };
         format!("{label} seed {}", self.seed)
     }
 }
