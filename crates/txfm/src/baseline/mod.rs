@@ -11,6 +11,7 @@ pub mod exact_svd;
 pub mod output;
 pub mod pca;
 pub mod libnorm;
+pub mod scvi;
 
 pub use hvg::{highly_variable_seurat, GeneStats, Hvg};
 pub use input::CountInput;

@@ -73,6 +73,19 @@ impl ObsFrame {
         self.columns.iter().map(|(k, _)| k.as_str()).collect()
     }
 
+    /// Column `key` as codes in first-seen order and the labels they index; a missing column or
+    /// value is an error naming `path` (the file the frame came from).
+    pub fn codes(&self, key: &str, path: &std::path::Path) -> crate::Result<(Vec<u32>, Vec<String>)> {
+        use crate::Error;
+        let col = self
+            .column(key)
+            .ok_or_else(|| Error::format(path, format!("obs has no column `{key}`; columns: {}", self.keys().join(", "))))?;
+        let values = (0..self.n_obs())
+            .map(|i| col.get_str(i).ok_or_else(|| Error::format(path, format!("obs['{key}'] is missing for cell {} ({})", i, self.names[i]))))
+            .collect::<crate::Result<Vec<String>>>()?;
+        Ok(first_seen_codes(&values))
+    }
+
     /// Rows `idx` of the frame, in that order.
     pub fn take(&self, idx: &[usize]) -> ObsFrame {
         ObsFrame {
@@ -80,4 +93,20 @@ impl ObsFrame {
             columns: self.columns.iter().map(|(k, c)| (k.clone(), c.take(idx))).collect(),
         }
     }
+}
+
+/// Codes of `values` in first-seen order, and the names they index.
+pub fn first_seen_codes(values: &[String]) -> (Vec<u32>, Vec<String>) {
+    let mut index: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    let mut names = Vec::new();
+    let codes = values
+        .iter()
+        .map(|v| {
+            *index.entry(v.as_str()).or_insert_with(|| {
+                names.push(v.clone());
+                names.len() as u32 - 1
+            })
+        })
+        .collect();
+    (codes, names)
 }

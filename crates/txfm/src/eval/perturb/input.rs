@@ -173,8 +173,8 @@ pub fn load(path: &Path, cfg: &InputConfig) -> Result<PerturbInput> {
 
 /// Labels of the cells a guide matrix assigned (`assigned.keep`), with their batches from `obs`.
 fn labels_from_guides(obs: &ObsFrame, assigned: &GuideLabels, cfg: &InputConfig, path: &Path) -> Result<PerturbData> {
-    let (batch_all, batch_names) = codes(obs, &cfg.batch_key, path)?;
-    let (pert, pert_names) = first_seen_codes(&assigned.labels);
+    let (batch_all, batch_names) = obs.codes(&cfg.batch_key, path)?;
+    let (pert, pert_names) = crate::data::obs::first_seen_codes(&assigned.labels);
     let control = pert_names.iter().position(|p| *p == cfg.control).ok_or_else(|| {
         Error::format(
             path,
@@ -228,8 +228,8 @@ pub fn load_expression(path: &Path, cfg: &InputConfig) -> Result<Expression> {
 /// Perturbation and batch codes from `obs` (an embedding of width 0). Errors name the file and the
 /// column: a missing column, a missing value, or a control label that never occurs.
 pub fn labels_from_obs(obs: &ObsFrame, cfg: &InputConfig, path: &Path) -> Result<PerturbData> {
-    let (pert, pert_names) = codes(obs, &cfg.pert_key, path)?;
-    let (batch, batch_names) = codes(obs, &cfg.batch_key, path)?;
+    let (pert, pert_names) = obs.codes(&cfg.pert_key, path)?;
+    let (batch, batch_names) = obs.codes(&cfg.batch_key, path)?;
     let control = pert_names.iter().position(|p| *p == cfg.control).ok_or_else(|| {
         let seen: Vec<&str> = pert_names.iter().take(8).map(String::as_str).collect();
         Error::format(
@@ -243,35 +243,6 @@ pub fn labels_from_obs(obs: &ObsFrame, cfg: &InputConfig, path: &Path) -> Result
         )
     })? as u32;
     Ok(PerturbData { n_obs: obs.n_obs(), dim: 0, x: Vec::new(), pert, pert_names, batch, batch_names, control })
-}
-
-/// Codes of an `obs` column in first-seen order, and the names they index.
-fn codes(obs: &ObsFrame, key: &str, path: &Path) -> Result<(Vec<u32>, Vec<String>)> {
-    let col = obs.column(key).ok_or_else(|| {
-        Error::format(path, format!("obs has no column `{key}`; columns: {}", obs.keys().join(", ")))
-    })?;
-    let values = (0..obs.n_obs())
-        .map(|i| {
-            col.get_str(i).ok_or_else(|| Error::format(path, format!("obs['{key}'] is missing for cell {} ({})", i, obs.names[i])))
-        })
-        .collect::<Result<Vec<String>>>()?;
-    Ok(first_seen_codes(&values))
-}
-
-/// Codes of `values` in first-seen order, and the names they index.
-fn first_seen_codes(values: &[String]) -> (Vec<u32>, Vec<String>) {
-    let mut index: HashMap<&str, u32> = HashMap::new();
-    let mut names = Vec::new();
-    let codes = values
-        .iter()
-        .map(|v| {
-            *index.entry(v.as_str()).or_insert_with(|| {
-                names.push(v.clone());
-                names.len() as u32 - 1
-            })
-        })
-        .collect();
-    (codes, names)
 }
 
 /// normalise_total(1e4) + log1p of one CSR row, in place.
