@@ -134,8 +134,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
 }
 
 fn scvi(a: ScviArgs) -> anyhow::Result<()> {
-    use txfm::baseline::output::ObsmSink;
-    use txfm::baseline::scvi::{fit_scvi, model_dir_beside, ScviConfig};
+    use txfm::baseline::scvi::{model_dir_beside, write_scvi, ScviConfig};
     let model_dir = model_dir_beside(&a.io.out);
     txfm::atomic::refuse_to_overwrite_input(&a.io.input, &a.io.out)?;
     txfm::atomic::refuse_to_overwrite_input(&a.io.input, &model_dir)?;
@@ -171,31 +170,20 @@ fn scvi(a: ScviArgs) -> anyhow::Result<()> {
     bar.set_style(
         indicatif::ProgressStyle::with_template("scvi [{bar:30}] epoch {pos}/{len} ({elapsed}, ETA {eta}) {msg}").expect("valid template"),
     );
-    let (model, split) = fit_scvi(
-        &mut input,
-        &cfg,
-        a.batch_key.as_deref(),
-        device,
-        &mut |r, _| {
-            bar.inc(1);
-            bar.set_message(format!(
-                "ELBO train {:.2}{}",
-                r.elbo_train,
-                r.elbo_validation.map(|v| format!(", validation {v:.2}")).unwrap_or_default()
-            ));
-        },
-        &mut || bar.tick(),
-    )
+    let (model, split, warnings) = write_scvi(&mut input, &cfg, a.batch_key.as_deref(), device, &a.io.out, a.io.embedding_only, &mut |r, _| {
+        bar.inc(1);
+        bar.set_message(format!(
+            "ELBO train {:.2}{}",
+            r.elbo_train,
+            r.elbo_validation.map(|v| format!(", validation {v:.2}")).unwrap_or_default()
+        ));
+    })
     .with_context(|| format!("fitting scVI on {}", a.io.input.display()))?;
     bar.finish_and_clear();
-    let key = "X_scvi";
-    let mut sink = ObsmSink::create(&mut input, &a.io.out, key, a.io.embedding_only, &model.var_names, &model.var_symbols)?;
-    let n_latent = model.config.n_latent;
-    model.latent(&mut input, device, &mut |rows| sink.append(key, n_latent, rows))?;
-    model.save(&model_dir)?;
-    for w in sink.finish()? {
+    for w in warnings {
         eprintln!("warning: {w}");
     }
+    let (key, n_latent) = (txfm::baseline::scvi::OBSM_KEY, model.config.n_latent);
     let last = model.history.last().expect("at least one epoch");
     println!(
         "{}: obsm['{key}'] of {} cells × {} latent dims; {} genes, {} batch(es), {} epochs on {} training cells: \

@@ -13,8 +13,12 @@ use txfm::eval::genes::{gene_recall, report, GeneRecallConfig, GeneVectors, Null
 #[derive(clap::Args)]
 pub struct Args {
     /// A run folder (its latest checkpoint) or a checkpoint folder.
-    #[arg(long, required_unless_present = "loadings")]
+    #[arg(long, required_unless_present_any = ["loadings", "scvi"])]
     model: Option<PathBuf>,
+    /// An scVI model folder (`txfm baseline scvi`'s <out>.scvi/): its first encoder layer's
+    /// weights and its decoder's per-gene weights, as the paper reads scVI's.
+    #[arg(long)]
+    scvi: Option<PathBuf>,
     /// A PCA loadings table (`txfm baseline pca`'s <out>.pcs.tsv).
     #[arg(long)]
     loadings: Option<PathBuf>,
@@ -44,6 +48,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut sources: Vec<(GeneVectors, usize)> = Vec::new();
     if let Some(m) = &a.model {
         let (enc, dec) = GeneVectors::from_checkpoint(m).with_context(|| format!("loading gene vectors of {}", m.display()))?;
+        sources.push((enc, a.encoder_components));
+        sources.push((dec, a.decoder_components));
+    }
+    if let Some(m) = &a.scvi {
+        let (enc, dec) = GeneVectors::from_scvi(m).with_context(|| format!("loading gene vectors of {}", m.display()))?;
         sources.push((enc, a.encoder_components));
         sources.push((dec, a.decoder_components));
     }

@@ -28,11 +28,15 @@ pub struct Args {
     /// Embed the input with this trained run (or checkpoint) first and evaluate it as X_txfm.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Compute a baseline on the input first and evaluate it: pca (X_pca) or libnorm
-    /// (X_libnorm); repeatable. With --model or --baseline the input plus the new embeddings is
+    /// Compute a baseline on the input first and evaluate it: pca (X_pca), libnorm (X_libnorm)
+    /// or scvi (X_scvi: scVI fitted on the input with scvi-tools' defaults and --batch-key as its
+    /// covariate; the model lands in OUT/cells.scvi/); repeatable. With --model or --baseline the input plus the new embeddings is
     /// written to OUT/cells.h5ad and benchmarked from there.
     #[arg(long = "baseline")]
     baselines: Vec<String>,
+    /// Epochs of --baseline scvi (default: scvi-tools' rule, min(round(20000 / n_cells · 400), 400)).
+    #[arg(long)]
+    scvi_max_epochs: Option<usize>,
     /// Device for --model's embedding and for training the probe and the inv decoder: cpu, cuda,
     /// cuda:N or auto.
     #[arg(long, default_value = "auto")]
@@ -131,7 +135,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut input_path = a.input.clone();
     let mut input_cfg = InputConfig {
         pert_key: a.pert_key,
-        batch_key: a.batch_key,
+        batch_key: a.batch_key.clone(),
         control: a.control,
         expression: !a.no_expression,
         layer: a.layer.clone(),
@@ -159,6 +163,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             embed: EmbedOptions { device: a.device.parse()?, ..EmbedOptions::default() },
             baselines: a.baselines.iter().map(|b| b.parse::<Baseline>()).collect::<Result<_, _>>()?,
             layer: a.layer.clone(),
+            scvi: txfm::baseline::scvi::ScviConfig { max_epochs: a.scvi_max_epochs, ..Default::default() },
+            batch_key: Some(a.batch_key.clone()),
         };
         std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
         let cells = a.out.join("cells.h5ad");
@@ -171,7 +177,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         input_path = cells;
     }
     if keys.is_empty() {
-        anyhow::bail!("nothing to evaluate: give --obsm KEY, --model RUN or --baseline pca|libnorm");
+        anyhow::bail!("nothing to evaluate: give --obsm KEY, --model RUN or --baseline pca|libnorm|scvi");
     }
     input_cfg.obsm_keys = keys;
     eprintln!("reading {} ...", input_path.display());

@@ -18,6 +18,7 @@ use super::data::{for_each_batch, Minibatch, Plan, Split};
 use super::module::{ScviModule, DECODER_GENE_WEIGHTS, ENCODER_GENE_WEIGHTS};
 use crate::atomic::{temp_dir_beside, write_atomic};
 use crate::baseline::hvg::{highly_variable_seurat, GeneStats, DEFAULT_BINS};
+use crate::baseline::output::ObsmSink;
 use crate::baseline::CountInput;
 use crate::{Error, Result};
 
@@ -280,6 +281,31 @@ impl Scvi {
         Ok(Scvi { config, vs, module, var_names, var_symbols, batch_key: (!key.is_empty()).then(|| key.to_string()), batch_names, history })
     }
 }
+
+/// Fits scVI on `input` and writes `obsm['X_scvi']` to `out` (a copy of an h5ad input unless
+/// `embedding_only`) and the model folder beside it ([`model_dir_beside`]). Returns the model, the
+/// split and what the copy left out.
+pub fn write_scvi(
+    input: &mut CountInput,
+    config: &ScviConfig,
+    batch_key: Option<&str>,
+    device: Device,
+    out: &Path,
+    embedding_only: bool,
+    on_epoch: &mut dyn FnMut(&EpochRecord, usize),
+) -> Result<(Scvi, SplitSizes, Vec<String>)> {
+    let (model, split) = fit_scvi(input, config, batch_key, device, on_epoch, &mut || {})?;
+    let mut sink = ObsmSink::create(input, out, OBSM_KEY, embedding_only, &model.var_names, &model.var_symbols)?;
+    let n_latent = model.config.n_latent;
+    model.latent(input, device, &mut |rows| sink.append(OBSM_KEY, n_latent, rows))?;
+    // The model first: the embedding is renamed into place only once everything is written.
+    model.save(&model_dir_beside(out))?;
+    let warnings = sink.finish()?;
+    Ok((model, split, warnings))
+}
+
+/// The `obsm` key of scVI's embedding.
+pub const OBSM_KEY: &str = "X_scvi";
 
 /// The model folder written beside an output `.h5ad`: `<stem>.scvi/`.
 pub fn model_dir_beside(h5ad: &Path) -> PathBuf {

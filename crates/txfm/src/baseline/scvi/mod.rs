@@ -10,4 +10,4 @@ pub mod data;
 pub mod fit;
 
 pub use config::{Likelihood, OptimizerKind, ScviConfig};
-pub use fit::{fit_scvi, model_dir_beside, EpochRecord, Scvi, SplitSizes};
+pub use fit::{fit_scvi, model_dir_beside, write_scvi, EpochRecord, Scvi, SplitSizes, OBSM_KEY};

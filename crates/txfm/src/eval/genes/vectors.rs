@@ -52,6 +52,26 @@ impl GeneVectors {
         Ok((take("encoder", model.gene_embeddings())?, take("decoder", model.decoder_gene_weights())?))
     }
 
+    /// An scVI model folder's gene vectors, as the paper reads scVI's parameters: the first
+    /// encoder layer's weights (`scvi_encoder`, `[G, n_hidden]`) and the decoder's per-gene
+    /// weights (`scvi_decoder`, `[G, n_hidden]`).
+    pub fn from_scvi(dir: &Path) -> Result<(GeneVectors, GeneVectors)> {
+        let model = crate::baseline::scvi::Scvi::load(dir, Device::Cpu)?;
+        let (enc, dec) = model.gene_weights()?;
+        let take = |source: &str, t: Tensor| -> Result<GeneVectors> {
+            let t = t.to_kind(Kind::Float).contiguous();
+            Ok(GeneVectors {
+                source: source.into(),
+                origin: dir.display().to_string(),
+                gene_ids: model.var_names.clone(),
+                symbols: model.var_symbols.clone(),
+                dim: t.size()[1] as usize,
+                values: Vec::try_from(t.view(-1))?,
+            })
+        };
+        Ok((take("scvi_encoder", enc)?, take("scvi_decoder", dec)?))
+    }
+
     /// The loadings of a PCA baseline (`txfm baseline pca`'s `<out>.pcs.tsv`).
     pub fn from_loadings(path: &Path) -> Result<GeneVectors> {
         let l = Loadings::read(path)?;

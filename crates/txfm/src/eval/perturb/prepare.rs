@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::baseline::scvi::{model_dir_beside, write_scvi};
 use crate::baseline::{fit_pca, write_libnorm, CountInput, LibNormConfig, PcaConfig, PcaOutputs};
 use crate::data::h5ad::obsm::{H5adCopy, ObsmReader};
 use crate::data::SourceOptions;
@@ -27,6 +28,9 @@ pub enum Baseline {
     Pca,
     /// `X_libnorm`: LibNorm(1e4)+log1p of the 2,000 most variable genes (all, if fewer).
     Libnorm,
+    /// `X_scvi`: scVI's posterior mean, fitted on the input (scvi-tools' defaults, the batches
+    /// as its covariate).
+    Scvi,
 }
 
 impl Baseline {
@@ -34,6 +38,7 @@ impl Baseline {
         match self {
             Baseline::Pca => crate::baseline::pca::OBSM_KEY,
             Baseline::Libnorm => crate::baseline::libnorm::OBSM_KEY,
+            Baseline::Scvi => crate::baseline::scvi::OBSM_KEY,
         }
     }
 }
@@ -44,7 +49,8 @@ impl std::str::FromStr for Baseline {
         match s {
             "pca" => Ok(Baseline::Pca),
             "libnorm" => Ok(Baseline::Libnorm),
-            _ => Err(Error::Invalid(format!("baseline '{s}': expected pca or libnorm"))),
+            "scvi" => Ok(Baseline::Scvi),
+            _ => Err(Error::Invalid(format!("baseline '{s}': expected pca, libnorm or scvi"))),
         }
     }
 }
@@ -59,6 +65,9 @@ pub struct Prepare {
     pub baselines: Vec<Baseline>,
     /// The h5ad matrix holding raw counts; must be `None` (X), which the copy carries.
     pub layer: Option<String>,
+    /// scVI's settings and its batch covariate (the benchmark's batch column).
+    pub scvi: crate::baseline::scvi::ScviConfig,
+    pub batch_key: Option<String>,
 }
 
 /// What [`prepare`] wrote.
@@ -156,6 +165,7 @@ fn prepare_stages(input: &Path, output: &Path, what: &Prepare, progress: &indica
         let next = match baseline {
             Baseline::Pca => stage("pca.h5ad"),
             Baseline::Libnorm => stage("libnorm.h5ad"),
+            Baseline::Scvi => stage("scvi.h5ad"),
         };
         temporaries.push(next.clone());
         let mut counts = CountInput::open(input, &source)?;
@@ -168,6 +178,17 @@ fn prepare_stages(input: &Path, output: &Path, what: &Prepare, progress: &indica
             }
             Baseline::Libnorm => {
                 write_libnorm(&mut counts, &LibNormConfig::default(), &next, true, &mut |_| {})?;
+            }
+            Baseline::Scvi => {
+                // Fitted on the screen itself with scvi-tools' defaults, the batches as its
+                // covariate; the model folder stays beside the output (`<stem>.scvi/`).
+                let device = what.embed.device.resolve()?;
+                write_scvi(&mut counts, &what.scvi, what.batch_key.as_deref(), device, &next, true, &mut |_, _| {})?;
+                let keep = model_dir_beside(output);
+                if keep.exists() {
+                    std::fs::remove_dir_all(&keep).map_err(|e| Error::io(&keep, e))?;
+                }
+                std::fs::rename(model_dir_beside(&next), &keep).map_err(|e| Error::io(&keep, e))?;
             }
         }
         stages.push(StageRows::Obsm(ObsmReader::open(&next, baseline.obsm_key())?));
