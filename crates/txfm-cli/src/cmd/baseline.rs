@@ -123,6 +123,10 @@ pub struct ScviArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Hold out these cells (a file of 0-based row numbers, one per line, e.g. another fit's
+    /// validation cells) instead of a random 10%.
+    #[arg(long)]
+    validation_cells: Option<PathBuf>,
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -170,7 +174,17 @@ fn scvi(a: ScviArgs) -> anyhow::Result<()> {
     bar.set_style(
         indicatif::ProgressStyle::with_template("scvi [{bar:30}] epoch {pos}/{len} ({elapsed}, ETA {eta}) {msg}").expect("valid template"),
     );
-    let (model, split, warnings) = write_scvi(&mut input, &cfg, a.batch_key.as_deref(), device, &a.io.out, a.io.embedding_only, &mut |r, _| {
+    let validation = match &a.validation_cells {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .split_whitespace()
+                .map(|t| t.parse::<usize>().with_context(|| format!("{}: '{t}' is not a row number", p.display())))
+                .collect::<anyhow::Result<Vec<usize>>>()?,
+        ),
+        None => None,
+    };
+    let (model, split, warnings) = write_scvi(&mut input, &cfg, a.batch_key.as_deref(), validation.as_deref(), device, &a.io.out, a.io.embedding_only, &mut |r, _| {
         bar.inc(1);
         bar.set_message(format!(
             "ELBO train {:.2}{}",

@@ -76,6 +76,7 @@ pub fn fit_scvi(
     input: &mut CountInput,
     config: &ScviConfig,
     batch_key: Option<&str>,
+    validation: Option<&[usize]>,
     device: Device,
     on_epoch: &mut dyn FnMut(&EpochRecord, usize),
     on_batch: &mut dyn FnMut(),
@@ -98,16 +99,37 @@ pub fn fit_scvi(
     }
     let (batch, batch_names) = batch_codes(input, batch_key)?;
     let n_batch = batch_names.len();
-    // scvi-tools' split: a seeded permutation, the first n_val cells validate.
-    let n_train = ((config.train_size * n_obs as f64).ceil() as usize).min(n_obs);
-    let n_val = n_obs - n_train;
+    // scvi-tools' split: a seeded permutation, the first n_val cells validate; or the cells given
+    // (to compare with another fit on the same held-out cells).
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut order: Vec<usize> = (0..n_obs).collect();
-    order.shuffle(&mut rng);
     let mut is_val = vec![false; n_obs];
-    for &i in &order[..n_val] {
-        is_val[i] = true;
-    }
+    let (n_train, n_val) = match validation {
+        Some(rows) => {
+            for &r in rows {
+                if r >= n_obs {
+                    return Err(Error::Invalid(format!("validation cell {r} is beyond the input's {n_obs} cells")));
+                }
+                is_val[r] = true;
+            }
+            let n_val = is_val.iter().filter(|&&v| v).count();
+            (n_obs - n_val, n_val)
+        }
+        None => {
+            let mut n_train = ((config.train_size * n_obs as f64).ceil() as usize).min(n_obs);
+            // As scvi-tools: a last training batch of 1 or 2 cells (batch norm cannot train on it)
+            // moves to the validation set instead.
+            let rest = n_train % config.batch_size;
+            if n_train > config.batch_size && rest < 3 {
+                n_train -= rest;
+            }
+            let mut order: Vec<usize> = (0..n_obs).collect();
+            order.shuffle(&mut rng);
+            for &i in &order[..n_obs - n_train] {
+                is_val[i] = true;
+            }
+            (n_train, n_obs - n_train)
+        }
+    };
     let plan = Plan { gene_slot, n_genes: used.len(), batch, n_batch, is_val };
 
     tch::manual_seed(config.seed as i64);
@@ -124,7 +146,7 @@ pub fn fit_scvi(
         let kl_weight = config.kl_weight(epoch);
         let mut sums = [0f64; 3];
         let mut seen = 0usize;
-        for_each_batch(input, &plan, Split::Train, config.batch_size, config.shuffle_rows, Some(&mut rng), 3, &mut |b| {
+        for_each_batch(input, &plan, Split::Train, config.batch_size, config.shuffle_rows, Some(&mut rng), 2, &mut |b| {
             let (x, c) = tensors(&b, &plan, device);
             let t = module.terms(&x, c.as_ref(), kl_weight, true);
             opt.backward_step(&t.loss);
@@ -134,7 +156,7 @@ pub fn fit_scvi(
             Ok(())
         })?;
         if seen == 0 {
-            return Err(Error::Invalid(format!("scVI: no training batch of at least 3 cells ({n_train} training cells)")));
+            return Err(Error::Invalid(format!("scVI: no training cells ({n_obs} cells, train_size {})", config.train_size)));
         }
         let val = if n_val > 0 { Some(evaluate(&module, input, &plan, config, kl_weight, device)?) } else { None };
         let per = |s: f64| s / seen as f64;
@@ -285,16 +307,18 @@ impl Scvi {
 /// Fits scVI on `input` and writes `obsm['X_scvi']` to `out` (a copy of an h5ad input unless
 /// `embedding_only`) and the model folder beside it ([`model_dir_beside`]). Returns the model, the
 /// split and what the copy left out.
+#[allow(clippy::too_many_arguments)]
 pub fn write_scvi(
     input: &mut CountInput,
     config: &ScviConfig,
     batch_key: Option<&str>,
+    validation: Option<&[usize]>,
     device: Device,
     out: &Path,
     embedding_only: bool,
     on_epoch: &mut dyn FnMut(&EpochRecord, usize),
 ) -> Result<(Scvi, SplitSizes, Vec<String>)> {
-    let (model, split) = fit_scvi(input, config, batch_key, device, on_epoch, &mut || {})?;
+    let (model, split) = fit_scvi(input, config, batch_key, validation, device, on_epoch, &mut || {})?;
     let mut sink = ObsmSink::create(input, out, OBSM_KEY, embedding_only, &model.var_names, &model.var_symbols)?;
     let n_latent = model.config.n_latent;
     model.latent(input, device, &mut |rows| sink.append(OBSM_KEY, n_latent, rows))?;

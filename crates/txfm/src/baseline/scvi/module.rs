@@ -18,6 +18,14 @@ use super::likelihood::{log_nb, log_poisson, log_zinb};
 /// scvi-tools' `var_eps`: keeps the encoder's variance away from 0.
 const VAR_EPS: f64 = 1e-4;
 
+/// PyTorch's `nn.Linear` initialisation, which scvi-tools keeps: weights and biases uniform in
+/// ±1/√fan_in (`kaiming_uniform(a = √5)`). tch's default draws weights √6 times wider.
+fn torch_linear(p: nn::Path, d_in: usize, d_out: usize) -> nn::Linear {
+    let bound = 1.0 / (d_in as f64).sqrt();
+    let init = nn::Init::Uniform { lo: -bound, up: bound };
+    nn::linear(p, d_in as i64, d_out as i64, nn::LinearConfig { ws_init: init, bs_init: Some(init), bias: true })
+}
+
 /// `FCLayers`: Linear → BatchNorm → ReLU → Dropout, `n_cat` one-hot covariates concatenated to the
 /// input of every layer.
 #[derive(Debug)]
@@ -34,7 +42,7 @@ impl FcLayers {
             .map(|i| {
                 let d_in = if i == 0 { n_in } else { n_out };
                 let q = &p / i;
-                (nn::linear(&q / "linear", (d_in + n_cat) as i64, n_out as i64, Default::default()), nn::batch_norm1d(&q / "bn", n_out as i64, bn))
+                (torch_linear(&q / "linear", d_in + n_cat, n_out), nn::batch_norm1d(&q / "bn", n_out as i64, bn))
             })
             .collect();
         FcLayers { layers, dropout, n_cat }
@@ -93,11 +101,11 @@ impl ScviModule {
         let n_cat = if n_batch > 1 { n_batch } else { 0 };
         ScviModule {
             encoder: FcLayers::new(root / "encoder", n_genes, cfg.n_hidden, cfg.n_layers, 0, cfg.dropout_rate),
-            mean_encoder: nn::linear(root / "mean_encoder", cfg.n_hidden as i64, cfg.n_latent as i64, Default::default()),
-            var_encoder: nn::linear(root / "var_encoder", cfg.n_hidden as i64, cfg.n_latent as i64, Default::default()),
+            mean_encoder: torch_linear(root / "mean_encoder", cfg.n_hidden, cfg.n_latent),
+            var_encoder: torch_linear(root / "var_encoder", cfg.n_hidden, cfg.n_latent),
             decoder: FcLayers::new(root / "decoder", cfg.n_latent, cfg.n_hidden, cfg.n_layers, n_cat, 0.0),
-            px_scale: nn::linear(root / "px_scale", cfg.n_hidden as i64, n_genes as i64, Default::default()),
-            px_dropout: nn::linear(root / "px_dropout", cfg.n_hidden as i64, n_genes as i64, Default::default()),
+            px_scale: torch_linear(root / "px_scale", cfg.n_hidden, n_genes),
+            px_dropout: torch_linear(root / "px_dropout", cfg.n_hidden, n_genes),
             px_r: root.var("px_r", &[n_genes as i64], nn::Init::Randn { mean: 0.0, stdev: 1.0 }),
             likelihood: cfg.likelihood,
             n_genes,

@@ -183,7 +183,7 @@ fn prepare_stages(input: &Path, output: &Path, what: &Prepare, progress: &indica
                 // Fitted on the screen itself with scvi-tools' defaults, the batches as its
                 // covariate; the model folder stays beside the output (`<stem>.scvi/`).
                 let device = what.embed.device.resolve()?;
-                write_scvi(&mut counts, &what.scvi, what.batch_key.as_deref(), device, &next, true, &mut |_, _| {})?;
+                write_scvi(&mut counts, &what.scvi, what.batch_key.as_deref(), None, device, &next, true, &mut |_, _| {})?;
                 let keep = model_dir_beside(output);
                 if keep.exists() {
                     std::fs::remove_dir_all(&keep).map_err(|e| Error::io(&keep, e))?;
