@@ -224,6 +224,12 @@ fn a_study_runs_resumes_after_kill_9_recomputes_corrupt_cells_and_tables_its_tes
     assert!(repaired.contains("checksum mismatch") && repaired.contains("5 from the cache, 1 computed"), "{repaired}");
     assert_eq!(table(d, "b"), reference);
 
+    // Changing one row re-runs that row only (its two seeds).
+    let edited = STUDY.replace("model.loss = \"mse\"", "model.loss = \"smooth_l1\"");
+    std::fs::write(d.join("edited.toml"), edited).unwrap();
+    let o = txfm(&["ablate", "--grid", "edited.toml", "--out", "b"], d);
+    assert!(o.status.success() && text(&o).contains("4 from the cache, 2 computed"), "{}", text(&o));
+
     // Two worker processes: the same table.
     let jobs = ablate(d, "c", &["--jobs", "2"]);
     assert!(jobs.contains("6 computed, 0 failed"), "{jobs}");
@@ -298,4 +304,25 @@ fn the_example_studies_load_with_every_row_distinct() {
         assert!(o.status.success(), "{name}: {t}");
         assert!(t.contains(&format!("{groups} groups")) && t.contains(&format!("= {cells} cells")), "{name}: {t}");
     }
+}
+
+/// A wall-time budget: each config's steps are timed once and recorded, so a re-run reuses them.
+#[test]
+fn a_minutes_budget_times_each_config_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fixture(d);
+    let study = STUDY.replace("budget = { steps = 40 }", "budget = { minutes = 0.05 }").replace("seeds = [0, 1]", "seeds = [0]");
+    std::fs::write(d.join("study.toml"), study).unwrap();
+    ablate(d, "m", &[]);
+    let calibrations: Vec<_> = std::fs::read_dir(d.join("m/calibration")).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "rec")).collect();
+    assert_eq!(calibrations.len(), 3, "one timing per distinct config");
+    // Each cell trained the steps its timing bought: 3 s of training at the measured rate.
+    for cell in std::fs::read_dir(d.join("m/cells")).unwrap().flatten().filter(|e| e.path().is_dir()) {
+        let config = std::fs::read_to_string(cell.path().join("run/config.toml")).unwrap();
+        let steps: u64 = config.lines().find_map(|l| l.strip_prefix("steps = ")).unwrap().parse().unwrap();
+        assert!(steps >= 1, "{steps}");
+    }
+    let again = ablate(d, "m", &[]);
+    assert!(again.contains("3 from the cache, 0 computed"), "the recorded steps are reused: {again}");
 }

@@ -94,7 +94,7 @@ fn bad_requests_fail_naming_the_problem() {
     let o = run(&["--baseline", "pca", "--layer", "counts"]);
     assert!(!o.status.success() && text(&o).contains("adata.X = adata.layers['counts']"), "{}", text(&o));
     let o = run(&["--baseline", "umap"]);
-    assert!(!o.status.success() && text(&o).contains("expected pca or libnorm"), "{}", text(&o));
+    assert!(!o.status.success() && text(&o).contains("expected pca, libnorm or scvi"), "{}", text(&o));
     assert!(!dir.path().join("b/report.json").exists());
 }
 

@@ -64,6 +64,10 @@ print(f"ok {acc:.3f} {chance:.3f}")
     assert_eq!(first["kl_weight"].as_f64(), Some(0.0));
     assert!((last["kl_weight"].as_f64().unwrap() - 11.0 / 400.0).abs() < 1e-12);
 
+    // A whole corpus, streamed, as the input (obs, var and the embedding only).
+    let corpus = scvi(d, &["corpus", "--out", "c.h5ad", "--max-epochs", "2"]);
+    assert!(corpus.contains("obsm['X_scvi'] of 600 cells"), "{corpus}");
+
     // Its gene vectors, read as the paper reads scVI's.
     let genes = txfm(&["bench", "genes", "--scvi", "a.scvi", "--annotations", "sim.pairs.csv", "--out", "genes"], d);
     assert!(genes.status.success(), "{}", text(&genes));
