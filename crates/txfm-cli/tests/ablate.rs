@@ -42,7 +42,7 @@ rows = [{ name = "K 32", model.n_visible = 32 }]
 "#;
 
 /// Recomputes the table's tests from the cells' results with scipy: perts by the pooled
-/// two-proportion z-test on p.cst's summed counts, avg by `ttest_ind` over seeds, enc and dec by
+/// two-proportion z-test on p.cst's counts (first benchmark seed, summed over training seeds), avg by `ttest_ind` over seeds, enc and dec by
 /// `ttest_ind` over recall minus each random null, then `false_discovery_control` per metric.
 const SCIPY_CHECK: &str = r#"
 import json, sys, math
@@ -57,8 +57,8 @@ def best(c):
 def counts(cells):
     x = n = 0
     for c in cells:
-        for s in best(c)["seeds"]:
-            x += s["pcst_counts"][0]; n += s["pcst_counts"][1]
+        s = best(c)["seeds"][0]
+        x += s["pcst_counts"][0]; n += s["pcst_counts"][1]
     return x, n
 def ztest(a, b):
     (x1, n1), (x2, n2) = a, b

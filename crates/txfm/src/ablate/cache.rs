@@ -1,5 +1,5 @@
 //! The study's cache: checksummed record files, one per finished stage of a cell, and per-cell
-//! locks so that several `txfm ablate` processes (or `--jobs` workers) never compute the same
+//! locks (`flock`) so that several `txfm ablate` processes (or `--jobs` workers) never compute the same
 //! cell twice at once.
 //!
 //! A record is two parts in one file, written atomically: a header line
@@ -7,8 +7,7 @@
 //! covers. A record whose header, key, hash or JSON does not check out is reported as corrupt and
 //! recomputed, never trusted.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -64,46 +63,31 @@ pub fn read_record<T: DeserializeOwned>(path: &Path, key: &str) -> Result<Record
     }
 }
 
-/// An exclusive claim on a cell folder, held while it is computed; released (the lock file
-/// removed) on drop. A lock left by a process that no longer runs (killed) is taken over.
+/// An exclusive claim on a cell folder, held while it is computed: an `flock` on the lock file,
+/// which the kernel releases when the holder exits or is killed, so a killed study's cells are
+/// free again at once and a live holder is never taken over. The file itself stays (removing it
+/// would race with a process opening it).
 pub struct CellLock {
-    path: PathBuf,
+    _file: std::fs::File,
 }
 
 impl CellLock {
-    /// `Ok(None)` when a live process holds it.
+    /// `Ok(None)` when another open of the file (another process, or another claim in this one)
+    /// holds it.
     pub fn acquire(path: &Path) -> Result<Option<CellLock>> {
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
-                Ok(mut f) => {
-                    write!(f, "{}", std::process::id()).map_err(|e| Error::io(path, e))?;
-                    return Ok(Some(CellLock { path: path.to_path_buf() }));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u32>().ok());
-                    if holder.is_some_and(process_alive) {
-                        return Ok(None);
-                    }
-                    // Stale (its process was killed) or half-written: take it over.
-                    let _ = std::fs::remove_file(path);
-                }
-                Err(e) => return Err(Error::io(path, e)),
-            }
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| Error::io(path, e))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock(2) on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Some(CellLock { _file: file }));
         }
-        Ok(None)
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(None)
+        } else {
+            Err(Error::io(path, err))
+        }
     }
-}
-
-impl Drop for CellLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    // Signal 0 checks existence and permission without sending anything.
-    // SAFETY: kill(2) with signal 0 has no effect on the target.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
 }
 
 #[cfg(test)]
@@ -129,15 +113,15 @@ mod tests {
     }
 
     #[test]
-    fn a_lock_excludes_live_holders_and_is_taken_over_from_dead_ones() {
+    fn a_lock_excludes_other_holders_until_released() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("cell.lock");
         let held = CellLock::acquire(&p).unwrap().expect("free");
-        assert!(CellLock::acquire(&p).unwrap().is_none(), "held by this live process");
+        assert!(CellLock::acquire(&p).unwrap().is_none(), "held");
         drop(held);
-        assert!(!p.exists());
-        // A pid that cannot be running (beyond pid_max).
-        std::fs::write(&p, "4194305").unwrap();
-        assert!(CellLock::acquire(&p).unwrap().is_some(), "a dead holder's lock is taken over");
+        assert!(CellLock::acquire(&p).unwrap().is_some(), "released with its holder");
+        // A lock file left by a killed process (no flock held) is free.
+        std::fs::write(dir.path().join("stale.lock"), "12345").unwrap();
+        assert!(CellLock::acquire(&dir.path().join("stale.lock")).unwrap().is_some());
     }
 }

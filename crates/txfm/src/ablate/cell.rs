@@ -113,7 +113,8 @@ impl EvalContext {
     pub fn key_of(screens: &[Screen], bench: &PerturbConfig, genes: &GeneSettings, gene_annotations: &[PathBuf]) -> String {
         let mut h = Sha256::new();
         for s in screens {
-            h.update(serde_json::to_string(s).expect("serialises").as_bytes());
+            // The screen's settings without its paths (their identity follows, canonical).
+            h.update(format!("{}|{}|{}|{}", s.name, s.pert_key, s.batch_key, s.control).as_bytes());
             h.update(file_identity(&s.h5ad).as_bytes());
             for a in &s.annotations {
                 h.update(file_identity(a).as_bytes());
@@ -128,8 +129,11 @@ impl EvalContext {
     }
 }
 
-/// A file's path, size and modification time: cheap, and changes when the file is replaced.
+/// A file's path (canonical, so running from another folder does not change it), size and
+/// modification time: cheap, and changes when the file is replaced.
 pub fn file_identity(path: &Path) -> String {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let path = path.as_path();
     let meta = std::fs::metadata(path).ok();
     let size = meta.as_ref().map_or(0, |m| m.len());
     let mtime = meta.and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
@@ -141,12 +145,21 @@ pub fn cell_dir(out: &Path, spec: &CellSpec) -> PathBuf {
     out.join("cells").join(format!("{}-s{}", spec.config_key, spec.seed))
 }
 
+/// The version of what the records hold; bumped when a record's meaning changes, so old caches are
+/// recomputed (not on every release, which would retrain every study).
+const CACHE_SCHEMA: &str = "txfm-ablate-1";
+
+/// The config without its device: a worker placed on another GPU (or the CPU) computes the same
+/// cell.
+pub fn without_device(config: &RunConfig) -> RunConfig {
+    RunConfig { device: String::new(), ..config.clone() }
+}
+
 /// The key of the cell's training: its config with seed and steps.
 fn train_key(config: &RunConfig, corpus: &Path) -> String {
-    // Not the device: a worker placed on another GPU (or the CPU) computes the same cell.
-    let config = RunConfig { device: String::new(), ..config.clone() };
+    let config = without_device(config);
     let mut h = Sha256::new();
-    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(CACHE_SCHEMA.as_bytes());
     h.update(config.to_toml().as_bytes());
     h.update(corpus_identity(corpus).as_bytes());
     hex(&h.finalize())[..16].to_string()
@@ -237,21 +250,24 @@ fn train_stage(run_dir: &Path, spec: &CellSpec, config: &RunConfig) -> Result<Tr
     let opts = TrainOptions::new(run_dir);
     let started = Instant::now();
     // A run killed mid-way resumes from its newest intact checkpoint: exact resume makes the
-    // weights those of an uninterrupted run. A folder without one starts afresh.
-    let outcome = if checkpoint::any_checkpoint(run_dir)?.is_some() {
+    // weights those of an uninterrupted run. A folder without one, or one whose run was made for
+    // another config (a changed budget), starts afresh.
+    let same_config = RunConfig::load(&run_dir.join("config.toml")).is_ok_and(|c| without_device(&c) == without_device(config));
+    let outcome = if same_config && checkpoint::any_checkpoint(run_dir)?.is_some() {
         resume(corpus, &opts, Some(config.device_spec()?))?
     } else {
         remove_dir(run_dir)?;
         train(corpus, config, &opts)?
     };
-    Ok(TrainRecord {
-        steps: outcome.step,
-        seconds: started.elapsed().as_secs_f64(),
-        samples_per_s: outcome.samples_per_s,
-        val_loss: outcome.eval.as_ref().map(|e| e.loss),
-        val_baseline: outcome.eval.as_ref().map(|e| e.baseline),
-        health: outcome.eval.and_then(|e| e.health),
-    })
+    // A run killed after its last checkpoint resumes with nothing left to do and evaluates
+    // nothing: its last validation is in metrics.jsonl.
+    let last_eval = crate::train::metrics::read_metrics(&run_dir.join("metrics.jsonl"))?.into_iter().rev().find(|r| r.val_loss.is_some());
+    let (val_loss, val_baseline, health) = match (outcome.eval, last_eval) {
+        (Some(e), _) => (Some(e.loss), Some(e.baseline), e.health),
+        (None, Some(r)) => (r.val_loss, r.val_baseline, r.health),
+        (None, None) => (None, None, None),
+    };
+    Ok(TrainRecord { steps: outcome.step, seconds: started.elapsed().as_secs_f64(), samples_per_s: outcome.samples_per_s, val_loss, val_baseline, health })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -51,8 +51,7 @@ pub struct Runner {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Calibration {
-    samples_per_s: f64,
-    steps: u64,
+    steps_per_s: f64,
 }
 
 /// What a cell run found.
@@ -127,7 +126,7 @@ impl Runner {
         for spec in study.cells() {
             let mut config = spec.config.clone();
             if let Budget::Minutes(minutes) = study.budget {
-                let steps = calibrated_steps(out, &spec, minutes, stage)?;
+                let steps = calibrated_steps(out, &spec, minutes, opts.device.as_deref(), stage)?;
                 (config.steps, config.epochs) = (Some(steps), None);
                 // Checkpoints and evaluations keep their share of the run.
                 config.checkpoint_every = config.checkpoint_every.min(steps.div_ceil(2).max(1));
@@ -175,26 +174,33 @@ impl Runner {
     }
 }
 
-/// The steps a `minutes` budget buys for the spec's config: a short run of it timed once
-/// (cached per config, so a resumed study uses the same steps).
-fn calibrated_steps(out: &Path, spec: &CellSpec, minutes: f64, stage: &dyn Fn(&str)) -> Result<u64> {
+/// The steps a `minutes` budget buys for the spec's config: its training throughput, timed once
+/// on the device the cells will use and recorded per config, so a resumed study (or one whose
+/// budget changed) computes its steps from the same measurement.
+fn calibrated_steps(out: &Path, spec: &CellSpec, minutes: f64, device: Option<&str>, stage: &dyn Fn(&str)) -> Result<u64> {
     let dir = out.join("calibration");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let rec = dir.join(format!("{}.rec", spec.config_key));
-    if let Record::Valid(c) = read_record::<Calibration>(&rec, &spec.config_key)? {
-        return Ok(c.steps);
-    }
-    stage(&format!("timing {} for the {minutes}-minute budget", spec.display()));
     let mut config = spec.config.clone();
-    (config.steps, config.epochs, config.checkpoint_every, config.eval_every) = (Some(CALIBRATION_STEPS), None, CALIBRATION_STEPS, CALIBRATION_STEPS);
-    let tmp = tempfile::tempdir_in(&dir).map_err(|e| Error::io(&dir, e))?;
-    let outcome = train(Arc::new(Corpus::open(&spec.corpus)?), &config, &TrainOptions::new(tmp.path().join("run")))?;
-    // Training throughput, start-up left out: it is paid once, not per step.
-    let steps_per_s = outcome.samples_per_s / config.loader.batch_size as f64;
-    if !(steps_per_s.is_finite() && steps_per_s > 0.0) {
-        return Err(Error::Invalid(format!("timing {}: no training throughput measured", spec.display())));
+    if let Some(d) = device {
+        config.device = d.to_string();
     }
-    let steps = ((minutes * 60.0 * steps_per_s).floor() as u64).max(1);
-    write_record(&rec, &spec.config_key, &Calibration { samples_per_s: outcome.samples_per_s, steps })?;
-    Ok(steps)
+    let key = format!("{}-{}", spec.config_key, config.device);
+    let rec = dir.join(format!("{}.rec", spec.config_key));
+    let steps_per_s = match read_record::<Calibration>(&rec, &key)? {
+        Record::Valid(c) => c.steps_per_s,
+        _ => {
+            stage(&format!("timing {} for the {minutes}-minute budget", spec.display()));
+            (config.steps, config.epochs, config.checkpoint_every, config.eval_every) = (Some(CALIBRATION_STEPS), None, CALIBRATION_STEPS, CALIBRATION_STEPS);
+            let tmp = tempfile::tempdir_in(&dir).map_err(|e| Error::io(&dir, e))?;
+            let outcome = train(Arc::new(Corpus::open(&spec.corpus)?), &config, &TrainOptions::new(tmp.path().join("run")))?;
+            // Training throughput, start-up left out: it is paid once, not per step.
+            let steps_per_s = outcome.samples_per_s / config.loader.batch_size as f64;
+            if !(steps_per_s.is_finite() && steps_per_s > 0.0) {
+                return Err(Error::Invalid(format!("timing {}: no training throughput measured", spec.display())));
+            }
+            write_record(&rec, &key, &Calibration { steps_per_s })?;
+            steps_per_s
+        }
+    };
+    Ok(((minutes * 60.0 * steps_per_s).floor() as u64).max(1))
 }

@@ -479,6 +479,8 @@ fn to_config(value: &toml::Value, origin: &str, field: &str) -> Result<RunConfig
 
 /// A hex SHA-256 of the config (its TOML, which lists every field) and the corpus's identity.
 pub fn config_key(config: &RunConfig, corpus: &Path) -> String {
+    // Not the device: the same cell wherever it runs.
+    let config = RunConfig { device: String::new(), ..config.clone() };
     let mut h = Sha256::new();
     h.update(config.to_toml().as_bytes());
     h.update(corpus_identity(corpus).as_bytes());

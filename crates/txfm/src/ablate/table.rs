@@ -4,8 +4,8 @@
 //!
 //! The tests ([`crate::eval::stats`]):
 //! - **perts**: the consistent perturbations of a row (p.cst's counts, the benchmark's leave-one-out
-//!   variant that enters its average, summed over the row's seeds and the benchmark's) against the
-//!   default row's, by a pooled two-proportion z-test;
+//!   variant that enters its average, at the benchmark's first seed, summed over the row's
+//!   training seeds) against the default row's, by a pooled two-proportion z-test;
 //! - **enc**, **dec**: gene-relationship recall above each random-pair null, `recall − null_r`
 //!   for every null r (the paper's three) and seed, row against default by Student's two-sample
 //!   t-test (two-tailed);
@@ -111,10 +111,11 @@ fn screen_row(c: &CellResult, i: usize, fixed: Option<PostProcess>) -> Option<&P
     pick_row(&rec.report, "X_txfm", fixed)
 }
 
-/// p.cst's consistent and tested perturbations summed over the benchmark's seeds.
+/// p.cst's consistent and tested perturbations of the benchmark's first seed: its other seeds
+/// re-test the same perturbations, so adding them up would count each one several times.
 fn perts_counts(r: &PerturbRow) -> Option<(u64, u64)> {
-    let (x, n) = r.seeds.iter().filter_map(|s| s.pcst_counts).fold((0u64, 0u64), |(a, b), (x, n)| (a + x as u64, b + n as u64));
-    (n > 0).then_some((x, n))
+    let (x, n) = r.seeds.first()?.pcst_counts?;
+    (n > 0).then_some((x as u64, n as u64))
 }
 
 /// Builds the tables from each cell's result (`results[i]` for `study.cells()[i]`; `None` where

@@ -111,7 +111,7 @@ pub fn for_each_batch(
         }
         Ok(())
     })?;
-    if let Some(r) = rng.as_deref_mut() {
+    if let Some(r) = rng {
         buffer.shuffle(r);
     }
     while buffer.len() >= batch_size {

@@ -1,6 +1,6 @@
 //! Fitting scVI on a [`CountInput`] (an expression file or a corpus, streamed), the posterior mean
 //! of every cell (`obsm['X_scvi']`), and the saved model: `config.toml`, `genes.tsv` (the genes
-//! used, checked on load), `batches.tsv`, `weights.safetensors` and `history.jsonl`, like a txfm
+//! used), `batches.json`, `weights.safetensors` and `history.jsonl`, like a txfm
 //! run.
 
 use std::path::{Path, PathBuf};
@@ -119,7 +119,7 @@ pub fn fit_scvi(
             // As scvi-tools: a last training batch of 1 or 2 cells (batch norm cannot train on it)
             // moves to the validation set instead.
             let rest = n_train % config.batch_size;
-            if n_train > config.batch_size && rest < 3 {
+            if config.train_size < 1.0 && n_train > config.batch_size && rest < 3 {
                 n_train -= rest;
             }
             let mut order: Vec<usize> = (0..n_obs).collect();
@@ -171,8 +171,11 @@ pub fn fit_scvi(
             kl_validation: val.map(|v| v[1]),
             seconds: started.elapsed().as_secs_f64(),
         };
-        if !record.elbo_train.is_finite() {
-            return Err(Error::Invalid(format!("scVI: the training loss became {} at epoch {epoch}", record.elbo_train)));
+        if !record.elbo_train.is_finite() || record.elbo_validation.is_some_and(|v| !v.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "scVI: the ELBO became non-finite at epoch {epoch} (train {}, validation {:?})",
+                record.elbo_train, record.elbo_validation
+            )));
         }
         on_epoch(&record, epochs);
         history.push(record);
@@ -234,22 +237,37 @@ impl Scvi {
         })
     }
 
-    /// Maps `input`'s genes onto the model's; every model gene must be present.
+    /// Maps `input`'s genes onto the model's; every model gene must be present. The genes the model
+    /// was fitted on, in order (the fitted file itself, duplicated ids included), map by position;
+    /// any other input by id, which must then be unique among the model's genes.
     fn plan_for(&self, input: &mut CountInput) -> Result<Plan> {
-        let index: std::collections::HashMap<&str, usize> = input.var_names.iter().enumerate().map(|(i, g)| (g.as_str(), i)).collect();
         let mut gene_slot = vec![u32::MAX; input.n_vars()];
-        let mut missing = Vec::new();
-        for (k, g) in self.var_names.iter().enumerate() {
-            match index.get(g.as_str()) {
-                Some(&j) => gene_slot[j] = k as u32,
-                None => missing.push(g.as_str()),
+        if input.var_names == self.var_names {
+            for (k, slot) in gene_slot.iter_mut().enumerate() {
+                *slot = k as u32;
             }
-        }
-        if !missing.is_empty() {
-            return Err(Error::format(
-                input.path(),
-                format!("{} of the scVI model's {} genes are missing (first: {})", missing.len(), self.var_names.len(), missing[..missing.len().min(5)].join(", ")),
-            ));
+        } else {
+            let mut seen = std::collections::HashSet::new();
+            if let Some(d) = self.var_names.iter().find(|g| !seen.insert(g.as_str())) {
+                return Err(Error::format(input.path(), format!("the scVI model's gene '{d}' appears twice; embed the file it was fitted on, or one with its exact genes in order")));
+            }
+            let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+            for (i, g) in input.var_names.iter().enumerate() {
+                index.entry(g.as_str()).or_insert(i);
+            }
+            let mut missing = Vec::new();
+            for (k, g) in self.var_names.iter().enumerate() {
+                match index.get(g.as_str()) {
+                    Some(&j) => gene_slot[j] = k as u32,
+                    None => missing.push(g.as_str()),
+                }
+            }
+            if !missing.is_empty() {
+                return Err(Error::format(
+                    input.path(),
+                    format!("{} of the scVI model's {} genes are missing (first: {})", missing.len(), self.var_names.len(), missing[..missing.len().min(5)].join(", ")),
+                ));
+            }
         }
         let n = input.n_obs();
         Ok(Plan { gene_slot, n_genes: self.var_names.len(), batch: vec![0; n], n_batch: self.batch_names.len(), is_val: vec![false; n] })
@@ -270,8 +288,8 @@ impl Scvi {
         write_atomic(&t.join("config.toml"), &toml::to_string_pretty(&self.config).expect("serialises"))?;
         let genes: String = self.var_names.iter().zip(&self.var_symbols).map(|(i, s)| format!("{i}\t{s}\n")).collect();
         write_atomic(&t.join("genes.tsv"), &format!("gene_id\tsymbol\n{genes}"))?;
-        let batches = format!("{}\n{}", self.batch_key.as_deref().unwrap_or(""), self.batch_names.join("\n"));
-        write_atomic(&t.join("batches.tsv"), &batches)?;
+        let batches = serde_json::json!({ "batch_key": self.batch_key, "batch_names": self.batch_names });
+        write_atomic(&t.join("batches.json"), &batches.to_string())?;
         let history: String = self.history.iter().map(|r| serde_json::to_string(r).expect("serialises") + "\n").collect();
         write_atomic(&t.join("history.jsonl"), &history)?;
         self.vs.save(t.join("weights.safetensors"))?;
@@ -292,15 +310,18 @@ impl Scvi {
             var_names.push(id.to_string());
             var_symbols.push(sym.to_string());
         }
-        let batches = read("batches.tsv")?;
-        let mut lines = batches.lines();
-        let key = lines.next().unwrap_or("");
-        let batch_names: Vec<String> = lines.map(String::from).collect();
+        #[derive(Deserialize)]
+        struct Batches {
+            batch_key: Option<String>,
+            batch_names: Vec<String>,
+        }
+        let b: Batches = serde_json::from_str(&read("batches.json")?).map_err(|e| Error::format(dir.join("batches.json"), e.to_string()))?;
+        let (key, batch_names) = (b.batch_key, b.batch_names);
         let mut vs = nn::VarStore::new(device);
         let module = ScviModule::new(&vs.root(), &config, var_names.len(), batch_names.len());
-        vs.load(dir.join("weights.safetensors")).map_err(|e| Error::format(dir.join("weights.safetensors"), format!("{e} (do genes.tsv and batches.tsv belong to these weights?)")))?;
+        vs.load(dir.join("weights.safetensors")).map_err(|e| Error::format(dir.join("weights.safetensors"), format!("{e} (do genes.tsv and batches.json belong to these weights?)")))?;
         let history = read("history.jsonl")?.lines().map(|l| serde_json::from_str(l).map_err(|e| Error::format(dir.join("history.jsonl"), e.to_string()))).collect::<Result<_>>()?;
-        Ok(Scvi { config, vs, module, var_names, var_symbols, batch_key: (!key.is_empty()).then(|| key.to_string()), batch_names, history })
+        Ok(Scvi { config, vs, module, var_names, var_symbols, batch_key: key, batch_names, history })
     }
 }
 

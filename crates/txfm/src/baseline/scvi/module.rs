@@ -37,7 +37,8 @@ struct FcLayers {
 
 impl FcLayers {
     fn new(p: nn::Path, n_in: usize, n_out: usize, n_layers: usize, n_cat: usize, dropout: f64) -> Self {
-        let bn = nn::BatchNormConfig { momentum: 0.01, eps: 1e-3, ..Default::default() };
+        // PyTorch starts batch norm's scale at 1 (tch's default draws it from U(0, 1)).
+        let bn = nn::BatchNormConfig { momentum: 0.01, eps: 1e-3, ws_init: nn::Init::Const(1.0), bs_init: nn::Init::Const(0.0), ..Default::default() };
         let layers = (0..n_layers)
             .map(|i| {
                 let d_in = if i == 0 { n_in } else { n_out };
