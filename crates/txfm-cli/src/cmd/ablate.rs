@@ -72,7 +72,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    let outcome = if a.jobs == 1 { ablate::run_all(&runner, &bar)? } else { run_workers(&runner, &a, &bar)? };
+    let outcome = if a.jobs == 1 { ablate::run_all(&runner, &bar)? } else { run_workers(&runner, &a, threads.unwrap_or(1), &bar)? };
     println!("{}", outcome.table.markdown());
     println!(
         "{} cells: {} from the cache, {} computed, {} failed; {:.1} min",
@@ -104,8 +104,9 @@ fn plan(grid: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the uncached cells in `--jobs` worker processes, then writes the outputs.
-fn run_workers(runner: &Runner, a: &Args, bar: &indicatif::ProgressBar) -> anyhow::Result<ablate::StudyOutcome> {
+/// Runs the uncached cells in `--jobs` worker processes of `threads` libtorch threads each, then
+/// writes the outputs.
+fn run_workers(runner: &Runner, a: &Args, threads: usize, bar: &indicatif::ProgressBar) -> anyhow::Result<ablate::StudyOutcome> {
     let started = Instant::now();
     let n = runner.cells.len();
     let mut results: Vec<Option<CellResult>> = (0..n).map(|i| runner.cached(i)).collect::<Result<_, _>>()?;
@@ -132,7 +133,6 @@ fn run_workers(runner: &Runner, a: &Args, bar: &indicatif::ProgressBar) -> anyho
             let file = std::fs::File::create(&log).with_context(|| format!("{}: creating the worker's log", log.display()))?;
             let mut cmd = Command::new(&exe);
             cmd.arg("ablate").arg("--grid").arg(&a.grid).arg("--out").arg(&a.out).arg("--cell").arg(&id);
-            let threads = a.threads.unwrap_or((std::thread::available_parallelism().map_or(1, |c| c.get()) / a.jobs as usize).max(1) as u64);
             cmd.arg("--threads").arg(threads.to_string());
             match (&a.device, on_gpu) {
                 (_, true) => {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::cache::{read_record, write_record, Record};
-use super::study::{corpus_identity, hex, CellSpec, GeneSettings, Screen};
+use super::study::{corpus_identity, hex, without_device, CellSpec, GeneSettings, Screen};
 use crate::corpus::Corpus;
 use crate::embed::npy::NpyRows;
 use crate::embed::{EmbedJob, EmbedOptions, OutputFormat};
@@ -149,12 +149,6 @@ pub fn cell_dir(out: &Path, spec: &CellSpec) -> PathBuf {
 /// recomputed (not on every release, which would retrain every study).
 const CACHE_SCHEMA: &str = "txfm-ablate-1";
 
-/// The config without its device: a worker placed on another GPU (or the CPU) computes the same
-/// cell.
-pub fn without_device(config: &RunConfig) -> RunConfig {
-    RunConfig { device: String::new(), ..config.clone() }
-}
-
 /// The key of the cell's training: its config with seed and steps.
 fn train_key(config: &RunConfig, corpus: &Path) -> String {
     let config = without_device(config);
@@ -165,17 +159,23 @@ fn train_key(config: &RunConfig, corpus: &Path) -> String {
     hex(&h.finalize())[..16].to_string()
 }
 
+/// The key of a cell's evaluation records: its training's and the evaluation's.
+fn eval_record_key(train_key: &str, eval_key: &str) -> String {
+    format!("{train_key}-{eval_key}")
+}
+
 /// Which stages a cell needs, without computing anything (for the plan and the progress bar).
 pub fn cached_result(out: &Path, spec: &CellSpec, config: &RunConfig, ctx_key: &str, screens: &[Screen]) -> Result<Option<CellResult>> {
     let dir = cell_dir(out, spec);
     let tk = train_key(config, &spec.corpus);
+    let ek = eval_record_key(&tk, ctx_key);
     let Record::Valid(train) = read_record::<TrainRecord>(&dir.join("train.rec"), &tk)? else { return Ok(None) };
     let mut records = Vec::new();
     for s in screens {
-        let Record::Valid(r) = read_record::<ScreenRecord>(&dir.join(format!("{}.rec", s.name)), &format!("{tk}-{ctx_key}"))? else { return Ok(None) };
+        let Record::Valid(r) = read_record::<ScreenRecord>(&dir.join(format!("{}.rec", s.name)), &ek)? else { return Ok(None) };
         records.push(r);
     }
-    let Record::Valid(genes) = read_record::<GenesRecord>(&dir.join("genes.rec"), &format!("{tk}-{ctx_key}"))? else { return Ok(None) };
+    let Record::Valid(genes) = read_record::<GenesRecord>(&dir.join("genes.rec"), &ek)? else { return Ok(None) };
     Ok(Some(CellResult { config_key: spec.config_key.clone(), seed: spec.seed, train, screens: records, genes }))
 }
 
@@ -185,7 +185,7 @@ pub fn run_cell(out: &Path, spec: &CellSpec, config: &RunConfig, ctx: &EvalConte
     let dir = cell_dir(out, spec);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let tk = train_key(config, &spec.corpus);
-    let ek = format!("{tk}-{}", ctx.eval_key);
+    let ek = eval_record_key(&tk, &ctx.eval_key);
     let run_dir = dir.join("run");
     let train_rec = dir.join("train.rec");
 

@@ -479,12 +479,16 @@ fn to_config(value: &toml::Value, origin: &str, field: &str) -> Result<RunConfig
 
 /// A hex SHA-256 of the config (its TOML, which lists every field) and the corpus's identity.
 pub fn config_key(config: &RunConfig, corpus: &Path) -> String {
-    // Not the device: the same cell wherever it runs.
-    let config = RunConfig { device: String::new(), ..config.clone() };
+    let config = without_device(config);
     let mut h = Sha256::new();
     h.update(config.to_toml().as_bytes());
     h.update(corpus_identity(corpus).as_bytes());
     hex(&h.finalize())[..16].to_string()
+}
+
+/// The config without its device: the same cell wherever it runs (another GPU, the CPU).
+pub fn without_device(config: &RunConfig) -> RunConfig {
+    RunConfig { device: String::new(), ..config.clone() }
 }
 
 /// What identifies a corpus's content: its `corpus.json` (shard list, counts, vocabulary size).

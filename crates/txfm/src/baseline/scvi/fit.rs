@@ -144,7 +144,7 @@ pub fn fit_scvi(
     for epoch in 0..epochs {
         let started = Instant::now();
         let kl_weight = config.kl_weight(epoch);
-        let mut sums = [0f64; 3];
+        let mut sums = [0f64; 2];
         let mut seen = 0usize;
         for_each_batch(input, &plan, Split::Train, config.batch_size, config.shuffle_rows, Some(&mut rng), 2, &mut |b| {
             let (x, c) = tensors(&b, &plan, device);
@@ -187,7 +187,7 @@ pub fn fit_scvi(
 }
 
 /// Adds a batch's summed reconstruction and KL to `sums`.
-fn accumulate(sums: &mut [f64; 3], reconstruction: &Tensor, kl: &Tensor) {
+fn accumulate(sums: &mut [f64; 2], reconstruction: &Tensor, kl: &Tensor) {
     sums[0] += reconstruction.sum(Kind::Double).double_value(&[]);
     sums[1] += kl.sum(Kind::Double).double_value(&[]);
 }
@@ -196,7 +196,7 @@ fn accumulate(sums: &mut [f64; 3], reconstruction: &Tensor, kl: &Tensor) {
 /// running statistics, no dropout; z still sampled, as scvi-tools' validation step does).
 fn evaluate(module: &ScviModule, input: &mut CountInput, plan: &Plan, config: &ScviConfig, kl_weight: f64, device: Device) -> Result<[f64; 2]> {
     let _guard = tch::no_grad_guard();
-    let mut sums = [0f64; 3];
+    let mut sums = [0f64; 2];
     let mut n = 0usize;
     for_each_batch(input, plan, Split::Validation, config.batch_size, config.shuffle_rows, None, 1, &mut |b| {
         let (x, c) = tensors(&b, plan, device);

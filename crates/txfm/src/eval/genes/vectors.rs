@@ -37,18 +37,7 @@ impl GeneVectors {
         let ck = open_checkpoint(path)?;
         let (_vs, model) = ck.load_weights(Device::Cpu)?;
         let origin = ck.dir.display().to_string();
-        let take = |source: &str, t: Tensor| -> Result<GeneVectors> {
-            let t = t.to_kind(Kind::Float).contiguous();
-            let dim = t.size()[1] as usize;
-            Ok(GeneVectors {
-                source: source.into(),
-                origin: origin.clone(),
-                gene_ids: ck.var_names.clone(),
-                symbols: ck.var_symbols.clone(),
-                values: Vec::try_from(t.view(-1))?,
-                dim,
-            })
-        };
+        let take = |source: &str, t: Tensor| Self::from_tensor(source, &origin, &ck.var_names, &ck.var_symbols, t);
         Ok((take("encoder", model.gene_embeddings())?, take("decoder", model.decoder_gene_weights())?))
     }
 
@@ -58,18 +47,22 @@ impl GeneVectors {
     pub fn from_scvi(dir: &Path) -> Result<(GeneVectors, GeneVectors)> {
         let model = crate::baseline::scvi::Scvi::load(dir, Device::Cpu)?;
         let (enc, dec) = model.gene_weights()?;
-        let take = |source: &str, t: Tensor| -> Result<GeneVectors> {
-            let t = t.to_kind(Kind::Float).contiguous();
-            Ok(GeneVectors {
-                source: source.into(),
-                origin: dir.display().to_string(),
-                gene_ids: model.var_names.clone(),
-                symbols: model.var_symbols.clone(),
-                dim: t.size()[1] as usize,
-                values: Vec::try_from(t.view(-1))?,
-            })
-        };
+        let origin = dir.display().to_string();
+        let take = |source: &str, t: Tensor| Self::from_tensor(source, &origin, &model.var_names, &model.var_symbols, t);
         Ok((take("scvi_encoder", enc)?, take("scvi_decoder", dec)?))
+    }
+
+    /// Gene vectors from a `[G, dim]` tensor of any float kind.
+    fn from_tensor(source: &str, origin: &str, gene_ids: &[String], symbols: &[String], t: Tensor) -> Result<GeneVectors> {
+        let t = t.to_kind(Kind::Float).contiguous();
+        Ok(GeneVectors {
+            source: source.into(),
+            origin: origin.into(),
+            gene_ids: gene_ids.to_vec(),
+            symbols: symbols.to_vec(),
+            dim: t.size()[1] as usize,
+            values: Vec::try_from(t.view(-1))?,
+        })
     }
 
     /// The loadings of a PCA baseline (`txfm baseline pca`'s `<out>.pcs.tsv`).
