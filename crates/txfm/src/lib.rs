@@ -12,6 +12,7 @@ pub mod runtime;
 pub mod data;
 pub mod corpus;
 pub mod preprocess;
+pub mod config;
 pub mod model;
 pub mod train;
 pub mod embed;

@@ -9,7 +9,7 @@ use txfm::data::genes::GeneIdKind;
 use txfm::model::{CountActivation, DecoderConfig, LossKind};
 use txfm::preprocess::Preprocess;
 use txfm::simulate::{simulate_to_h5ad, SimConfig};
-use txfm::train::config::RunConfig;
+use txfm::config::RunConfig;
 use txfm::train::trainer::{train, TrainOptions};
 
 #[test]

@@ -15,7 +15,7 @@ fn simulated(dir: &Path) -> PathBuf {
     path
 }
 
-fn open(path: &Path) -> CountInput {
+fn open(path: &Path) -> CountInput<'static> {
     CountInput::open(path, &SourceOptions::default()).unwrap()
 }
 

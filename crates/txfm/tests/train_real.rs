@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use txfm::corpus::{build_corpus, BuildOptions, Corpus, Manifest};
-use txfm::train::config::RunConfig;
+use txfm::config::RunConfig;
 use txfm::train::trainer::{train, TrainOptions};
 
 #[test]

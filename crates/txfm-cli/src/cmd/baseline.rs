@@ -216,7 +216,7 @@ fn scvi(a: ScviArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open(io: &Io) -> anyhow::Result<CountInput> {
+fn open(io: &Io) -> anyhow::Result<CountInput<'static>> {
     let opts = SourceOptions { layer: io.layer.clone(), var_column: io.var_column.clone(), ..SourceOptions::default() };
     CountInput::open(&io.input, &opts).with_context(|| format!("opening {}", io.input.display()))
 }

@@ -3,16 +3,12 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use txfm::eval::annotations::load_paths;
-use txfm::data::{open_source, SourceOptions};
-use txfm::eval::perturb::guides::{load_guide_labels, GuideConfig};
-use txfm::eval::perturb::input::{labels_from_obs, load, InputConfig};
-use txfm::embed::EmbedOptions;
+use txfm::eval::perturb::guides::GuideConfig;
+use txfm::eval::perturb::input::InputConfig;
 use txfm::eval::perturb::postprocess::PostProcess;
-use txfm::eval::perturb::prepare::{prepare, Baseline, Prepare};
-use txfm::eval::perturb::run::{PerturbConfig, run as run_benchmark};
+use txfm::eval::perturb::prepare::Baseline;
+use txfm::eval::perturb::workflow::{bench_file, Additions, BenchSettings};
 
 /// The perturbation benchmark (Bendidi et al. 2024, as extended by TxFM) over one or more
 /// embeddings in `obsm`: ilisi, lin, knn, p.cst, bmdb and inv under none/center/scale/TVN
@@ -105,35 +101,20 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let mut cfg = match &a.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            serde_json::from_str::<PerturbConfig>(&text).with_context(|| format!("{}: invalid benchmark config", p.display()))?
-        }
-        None if a.quick => PerturbConfig::quick(),
-        None => PerturbConfig::default(),
+    let settings = BenchSettings {
+        config_file: a.config.clone(),
+        quick: a.quick,
+        seeds: a.seeds as usize,
+        postprocess: a.postprocess.iter().map(|s| s.trim().parse::<PostProcess>()).collect::<Result<_, _>>()?,
+        inv: !a.no_inv,
+        device: a.device.clone(),
+        knn_k: a.knn_k,
+        perplexity: a.perplexity,
+        probe_epochs: a.probe_epochs,
+        inv_epochs: a.inv_epochs,
     };
-    cfg = cfg.with_seeds(a.seeds as usize);
-    cfg.postprocess = a.postprocess.iter().map(|s| s.trim().parse::<PostProcess>()).collect::<Result<_, _>>()?;
-    cfg.inv &= !a.no_inv;
-    cfg.device = a.device.clone();
-    if a.knn_k.is_some() {
-        cfg.knn_k = a.knn_k;
-    }
-    if let Some(p) = a.perplexity {
-        cfg.lisi.perplexity = p;
-    }
-    if let Some(e) = a.probe_epochs {
-        cfg.probe.fit.epochs = e;
-    }
-    if let Some(e) = a.inv_epochs {
-        cfg.reconstruct.fit.epochs = e;
-    }
-
-    let dbs = load_paths(&a.annotations)?;
-    let mut keys = a.obsm.clone();
-    let mut input_path = a.input.clone();
-    let mut input_cfg = InputConfig {
+    let input = InputConfig {
+        obsm_keys: a.obsm.clone(),
         pert_key: a.pert_key,
         batch_key: a.batch_key.clone(),
         control: a.control,
@@ -147,41 +128,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }),
         ..InputConfig::default()
     };
-    if a.model.is_some() || !a.baselines.is_empty() {
-        // Check the labels before spending minutes on embeddings.
-        match &input_cfg.guides {
-            Some(g) => {
-                load_guide_labels(&a.input, g, &input_cfg.control)?;
-            }
-            None => {
-                let src = open_source(&a.input, &SourceOptions::default())?;
-                labels_from_obs(src.obs(), &input_cfg, &a.input)?;
-            }
-        }
-        let what = Prepare {
-            model: a.model.clone(),
-            embed: EmbedOptions { device: a.device.parse()?, ..EmbedOptions::default() },
-            baselines: a.baselines.iter().map(|b| b.parse::<Baseline>()).collect::<Result<_, _>>()?,
-            layer: a.layer.clone(),
-            scvi: txfm::baseline::scvi::ScviConfig { max_epochs: a.scvi_max_epochs, ..Default::default() },
-            batch_key: Some(a.batch_key.clone()),
-        };
-        std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-        let cells = a.out.join("cells.h5ad");
-        eprintln!("adding {} to {} ...", if what.model.is_some() { "X_txfm and baselines" } else { "baselines" }, cells.display());
-        let prepared = prepare(&a.input, &cells, &what, &ProgressBar::hidden())?;
-        for w in &prepared.warnings {
-            eprintln!("warning: {w}");
-        }
-        keys.extend(prepared.keys.into_iter().filter(|k| !a.obsm.contains(k)));
-        input_path = cells;
-    }
-    if keys.is_empty() {
-        anyhow::bail!("nothing to evaluate: give --obsm KEY, --model RUN or --baseline pca|libnorm|scvi");
-    }
-    input_cfg.obsm_keys = keys;
-    eprintln!("reading {} ...", input_path.display());
-    let input = load(&input_path, &input_cfg)?;
+    let add = Additions {
+        model: a.model.clone(),
+        baselines: a.baselines.iter().map(|b| b.parse::<Baseline>()).collect::<Result<_, _>>()?,
+        scvi_max_epochs: a.scvi_max_epochs,
+    };
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{msg:24} [{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}")
@@ -190,15 +141,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     } else {
         ProgressBar::hidden()
     };
-    let report = run_benchmark(&input, &dbs, &cfg, &bar)?;
-
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    report.write_json(&a.out.join("report.json"))?;
-    report.write_markdown(&a.out.join("report.md"))?;
-    let plots = txfm::eval::perturb::plots::write_plots(&report, &a.out)?;
-    println!("{}", report.to_markdown());
-    println!("written: {}, {}", a.out.join("report.json").display(), a.out.join("report.md").display());
-    for p in plots {
+    let outcome = bench_file(&a.input, &input, &add, &settings, &a.annotations, &a.out, &mut |s| eprintln!("{s}"), &bar)?;
+    if let Some(p) = &outcome.prepared {
+        for w in &p.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    println!("{}", outcome.report.to_markdown());
+    println!("written: {}, {}", outcome.json.display(), outcome.markdown.display());
+    for p in outcome.plots {
         println!("plot: {}", p.display());
     }
     Ok(())

@@ -85,7 +85,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let job = EmbedJob::prepare(opts)
         .with_context(|| format!("embedding {} with {}", a.input.display(), a.model.display()))?;
-    eprintln!("model {} (step {}, d = {})", job.embedder.checkpoint.dir.display(), job.embedder.checkpoint.state.step, job.embedder.dim());
+    eprintln!("model {} (step {}, d = {})", job.embedder.bundle.dir.display(), job.embedder.bundle.step().map_or("?".to_string(), |s| s.to_string()), job.embedder.dim());
     eprintln!("genes: {}", job.genes.mapping.report);
     eprintln!("{}", job.genes);
     let profiled = job.genes.profiled.len();

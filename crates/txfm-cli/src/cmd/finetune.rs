@@ -56,7 +56,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if let Some(d) = a.device {
         config.device = d;
     }
-    let opts = TrainOptions { out: a.out.clone(), progress: std::io::stderr().is_terminal(), stop_at: None };
+    let opts = TrainOptions { out: a.out.clone(), progress: std::io::stderr().is_terminal(), stop_at: None, on_step: None };
     let outcome = plan.run(corpus, &config, &opts).with_context(|| format!("fine-tuning into {}", a.out.display()))?;
     eprintln!("{} steps at {:.0} samples/s; checkpoint {}", outcome.step, outcome.samples_per_s, outcome.checkpoint.display());
     if let Some(e) = outcome.initial_eval {

@@ -77,7 +77,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
 fn train_rank(a: Args, root: bool) -> anyhow::Result<()> {
     let corpus = Arc::new(Corpus::open(&a.corpus).with_context(|| format!("opening corpus {}", a.corpus.display()))?);
-    let opts = TrainOptions { out: a.out.clone(), progress: root && std::io::stderr().is_terminal(), stop_at: a.stop_at };
+    let opts = TrainOptions { out: a.out.clone(), progress: root && std::io::stderr().is_terminal(), stop_at: a.stop_at, on_step: None };
     let device = a.device.as_deref().map(str::parse::<DeviceSpec>).transpose()?;
     let outcome = if a.resume {
         resume(corpus, &opts, device)?

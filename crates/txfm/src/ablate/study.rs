@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 use crate::eval::perturb::postprocess::PostProcess;
 use crate::eval::perturb::run::PerturbConfig;
+use crate::config::{merge, with_pairs};
 use crate::train::RunConfig;
 use crate::{Error, Result};
 
@@ -238,9 +239,6 @@ pub struct CellSpec {
     pub corpus: PathBuf,
 }
 
-/// Keys that name the same quantity in the model and the loader; a diff setting one sets both.
-const PAIRED: [(&str, &str); 2] = [("model.n_visible", "loader.k"), ("model.sampling_tau", "loader.tau")];
-
 impl Study {
     pub fn load(path: &Path) -> Result<Study> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -311,7 +309,7 @@ impl Study {
             t.insert("steps".into(), toml::Value::Integer(n as i64));
             t.remove("epochs");
         }
-        let base_config = to_config(&base_value, &origin, "base")?;
+        let base_config = RunConfig::from_value(base_value.clone(), &origin, "base")?;
         let base = Row { name: "default".into(), diff: toml::Table::new(), config: base_config.clone(), corpus: corpus.clone(), is_default: true };
 
         let mut groups = Vec::new();
@@ -341,7 +339,7 @@ impl Study {
                 };
                 let mut value = base_value.clone();
                 merge(&mut value, &with_pairs(&diff));
-                let config = to_config(&value, &origin, &field)?;
+                let config = RunConfig::from_value(value, &origin, &field)?;
                 if config == base_config && row_corpus == corpus {
                     return Err(bad(&field, "its diff changes nothing: the row equals the default".into()));
                 }
@@ -418,63 +416,6 @@ fn check_corpus(dir: &Path, origin: &str, field: &str) -> Result<()> {
     } else {
         Err(Error::config(origin, field, format!("{}: not a built corpus folder (no corpus.json; build one with txfm corpus build)", dir.display())))
     }
-}
-
-/// Sets the partner of each [`PAIRED`] key the diff sets alone.
-fn with_pairs(diff: &toml::Table) -> toml::Table {
-    let mut out = diff.clone();
-    for (a, b) in PAIRED {
-        for (from, to) in [(a, b), (b, a)] {
-            if let Some(v) = get_path(diff, from)
-                && get_path(diff, to).is_none()
-            {
-                set_path(&mut out, to, v.clone());
-            }
-        }
-    }
-    out
-}
-
-fn get_path<'a>(t: &'a toml::Table, dotted: &str) -> Option<&'a toml::Value> {
-    let mut keys = dotted.split('.');
-    let mut v = t.get(keys.next()?)?;
-    for k in keys {
-        v = v.as_table()?.get(k)?;
-    }
-    Some(v)
-}
-
-fn set_path(t: &mut toml::Table, dotted: &str, value: toml::Value) {
-    let keys: Vec<&str> = dotted.split('.').collect();
-    let mut node = t;
-    for k in &keys[..keys.len() - 1] {
-        let entry = node.entry(k.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if !entry.is_table() {
-            *entry = toml::Value::Table(toml::Table::new());
-        }
-        node = entry.as_table_mut().expect("just made a table");
-    }
-    node.insert(keys[keys.len() - 1].to_string(), value);
-}
-
-/// Merges `diff` into `base`: tables merge key by key (so `model.decoder.residual_mlp.n_layers`
-/// changes one field of an enum's table), anything else is replaced.
-fn merge(base: &mut toml::Value, diff: &toml::Table) {
-    let table = base.as_table_mut().expect("merging into a table");
-    for (k, v) in diff {
-        match (table.get_mut(k), v) {
-            (Some(existing @ toml::Value::Table(_)), toml::Value::Table(d)) => merge(existing, d),
-            _ => {
-                table.insert(k.clone(), v.clone());
-            }
-        }
-    }
-}
-
-fn to_config(value: &toml::Value, origin: &str, field: &str) -> Result<RunConfig> {
-    let config: RunConfig = value.clone().try_into().map_err(|e: toml::de::Error| Error::config(origin, field, e.message().to_string()))?;
-    config.validate(&format!("{origin}: {field}"))?;
-    Ok(config)
 }
 
 /// A hex SHA-256 of the config (its TOML, which lists every field) and the corpus's identity.

@@ -15,8 +15,8 @@ const FILE_CHUNK_ROWS: usize = 4096;
 const CORPUS_ROW_GROUPS: usize = 4;
 
 /// Raw counts of `n_obs` samples over `var_names`, read in row chunks, in a fixed order.
-pub struct CountInput {
-    kind: Kind,
+pub struct CountInput<'a> {
+    kind: Kind<'a>,
     path: PathBuf,
     /// Gene identifiers: the file's `var_names`, or the corpus vocabulary (Ensembl IDs). `[n_vars]`
     pub var_names: Vec<String>,
@@ -29,12 +29,12 @@ pub struct CountInput {
     check: Option<CountsCheck>,
 }
 
-enum Kind {
-    File(Box<dyn ExpressionSource>),
+enum Kind<'a> {
+    File(Box<dyn ExpressionSource + 'a>),
     Corpus(Corpus),
 }
 
-impl CountInput {
+impl CountInput<'static> {
     /// Opens an expression file (any format [`open_source`] reads) or, for a folder holding
     /// `corpus.json`, a corpus.
     pub fn open(path: &Path, opts: &SourceOptions) -> Result<Self> {
@@ -50,14 +50,29 @@ impl CountInput {
             });
         }
         let src = open_source(path, opts)?;
-        Ok(CountInput {
-            path: path.to_path_buf(),
+        Ok(CountInput::from_open_source(src, opts.allow_non_counts))
+    }
+}
+
+impl<'a> CountInput<'a> {
+    /// Reads an already open source (e.g. an in-memory [`crate::data::MemorySource`]): its first
+    /// rows are checked for raw counts here unless `allow_non_counts`, every row on the first pass.
+    pub fn from_source(mut src: Box<dyn ExpressionSource + 'a>, allow_non_counts: bool) -> Result<Self> {
+        if !allow_non_counts {
+            crate::data::counts_check::check_head(src.as_mut())?;
+        }
+        Ok(CountInput::from_open_source(src, allow_non_counts))
+    }
+
+    fn from_open_source(src: Box<dyn ExpressionSource + 'a>, allow_non_counts: bool) -> Self {
+        CountInput {
+            path: src.path().to_path_buf(),
             var_names: src.var_names().to_vec(),
             var_symbols: src.var_names().to_vec(),
             n_obs: src.n_obs(),
             kind: Kind::File(src),
-            check: Some(CountsCheck::allowing_non_counts(opts.allow_non_counts)),
-        })
+            check: Some(CountsCheck::allowing_non_counts(allow_non_counts)),
+        }
     }
 
     pub fn path(&self) -> &Path {

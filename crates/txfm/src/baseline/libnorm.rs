@@ -47,41 +47,36 @@ pub struct LibNormSummary {
     pub warnings: Vec<String>,
 }
 
-/// Writes `out` with `obsm['X_libnorm']` for `input` (a copy of an h5ad input unless
-/// `embedding_only`). `on_rows` reports progress over one or two passes of `n_obs` rows.
-pub fn write_libnorm(
-    input: &mut CountInput,
-    config: &LibNormConfig,
-    out: &Path,
-    embedding_only: bool,
-    on_rows: &mut dyn FnMut(usize),
-) -> Result<LibNormSummary> {
+/// The genes LibNorm keeps for `input`: its HVGs when it has more than `n_top_genes`, else all
+/// (one statistics pass in the first case). Input var indices, increasing.
+fn kept_genes(input: &mut CountInput, config: &LibNormConfig, on_rows: &mut dyn FnMut(usize)) -> Result<Vec<usize>> {
     if !(config.target_sum.is_finite() && config.target_sum > 0.0) {
         return Err(Error::Invalid(format!("target_sum must be positive, got {}", config.target_sum)));
     }
-    let keep: Vec<usize> = match config.n_top_genes {
+    Ok(match config.n_top_genes {
         Some(n) if n < input.n_vars() => {
             let stats = GeneStats::compute(input, config.target_sum)?;
             on_rows(stats.n_obs);
             highly_variable_seurat(&stats, n, DEFAULT_BINS).selected
         }
         _ => (0..input.n_vars()).collect(),
-    };
+    })
+}
+
+/// Streams `input`'s LibNorm rows over the genes `keep`: `emit(rows)` with row-major
+/// `[chunk rows, keep.len()]` blocks, in order.
+fn libnorm_rows(
+    input: &mut CountInput,
+    config: &LibNormConfig,
+    keep: &[usize],
+    on_rows: &mut dyn FnMut(usize),
+    emit: &mut dyn FnMut(&[f32]) -> Result<()>,
+) -> Result<()> {
     let p = keep.len();
     let mut col = vec![usize::MAX; input.n_vars()];
     for (k, &j) in keep.iter().enumerate() {
         col[j] = k;
     }
-    let (ids, symbols) = (input.var_names.clone(), input.var_symbols.clone());
-    // The gene list is staged first and renamed after the h5ad: both outputs appear, or neither.
-    let genes = out.with_extension("genes.tsv");
-    crate::atomic::refuse_folders(&[out, &genes])?;
-    let mut tsv = String::from("gene_id\tsymbol\n");
-    for &j in &keep {
-        let _ = writeln!(tsv, "{}\t{}", ids[j], symbols[j]);
-    }
-    let staged = Staged::text(&genes, &tsv)?;
-    let mut sink = ObsmSink::create(input, out, OBSM_KEY, embedding_only, &ids, &symbols)?;
     let pre = Preprocess::LibNormLog1p { target_sum: config.target_sum };
     let mut dense = Vec::new();
     input.for_each_chunk(|chunk, lib| {
@@ -97,8 +92,44 @@ pub fn write_libnorm(
             }
         }
         on_rows(lib.len());
-        sink.append(OBSM_KEY, p, &dense)
+        emit(&dense)
+    })
+}
+
+/// LibNorm in memory: the genes kept (input var indices) and the features, row-major
+/// `[n_obs, genes kept]` — what [`write_libnorm`] writes, for a caller that holds the data.
+pub fn libnorm_features(input: &mut CountInput, config: &LibNormConfig, on_rows: &mut dyn FnMut(usize)) -> Result<(Vec<usize>, Vec<f32>)> {
+    let keep = kept_genes(input, config, on_rows)?;
+    let mut out = Vec::with_capacity(input.n_obs() * keep.len());
+    libnorm_rows(input, config, &keep, on_rows, &mut |rows| {
+        out.extend_from_slice(rows);
+        Ok(())
     })?;
+    Ok((keep, out))
+}
+
+/// Writes `out` with `obsm['X_libnorm']` for `input` (a copy of an h5ad input unless
+/// `embedding_only`). `on_rows` reports progress over one or two passes of `n_obs` rows.
+pub fn write_libnorm(
+    input: &mut CountInput,
+    config: &LibNormConfig,
+    out: &Path,
+    embedding_only: bool,
+    on_rows: &mut dyn FnMut(usize),
+) -> Result<LibNormSummary> {
+    let keep = kept_genes(input, config, on_rows)?;
+    let p = keep.len();
+    let (ids, symbols) = (input.var_names.clone(), input.var_symbols.clone());
+    // The gene list is staged first and renamed after the h5ad: both outputs appear, or neither.
+    let genes = out.with_extension("genes.tsv");
+    crate::atomic::refuse_folders(&[out, &genes])?;
+    let mut tsv = String::from("gene_id\tsymbol\n");
+    for &j in &keep {
+        let _ = writeln!(tsv, "{}\t{}", ids[j], symbols[j]);
+    }
+    let staged = Staged::text(&genes, &tsv)?;
+    let mut sink = ObsmSink::create(input, out, OBSM_KEY, embedding_only, &ids, &symbols)?;
+    libnorm_rows(input, config, &keep, on_rows, &mut |rows| sink.append(OBSM_KEY, p, rows))?;
     let warnings = sink.finish()?;
     staged.commit()?;
     Ok(LibNormSummary {

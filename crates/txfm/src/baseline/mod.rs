@@ -16,7 +16,7 @@ pub mod scvi;
 pub use hvg::{highly_variable_seurat, GeneStats, Hvg};
 pub use input::CountInput;
 pub use log_cache::{LogCache, LogCacheBuilder, DEFAULT_CACHE_BUDGET_BYTES};
-pub use libnorm::{write_libnorm, LibNormConfig, LibNormSummary};
+pub use libnorm::{libnorm_features, write_libnorm, LibNormConfig, LibNormSummary};
 pub use pca::{fit_pca, Loadings, Pca, PcaConfig, PcaOutputs, PcaSummary};
 pub use exact_svd::{exact_svd, ExactPlan};
 pub use randomized_svd::{randomized_svd, CscBlock, RowBlocks, Svd, SvdConfig, SvdSolver};

@@ -200,7 +200,10 @@ pub fn randomized_svd(
     let l = (k + cfg.oversample).min(n).min(p);
     let threads = cfg.worker_threads();
 
-    let _one = OneTorchThread::new();
+    // Its steps here (QR of `[p, l]`, eigh of `[l, l]`, two thin products) are small, and an OpenMP
+    // team costs more than it saves on them: a QR of `[2000, 70]` took 110 ms on two threads of a
+    // busy 2-core machine, 3 ms on one.
+    let _one = crate::runtime::TorchThreads::set(1);
     let mut q = orthonormalise(&gaussian(p * l, cfg.seed), p, l)?;
     let (mut passes, mut residual) = (1, None);
     for _ in 0..cfg.n_iter {
@@ -300,25 +303,6 @@ fn ritz_residual(q: &[f64], z: &[f64], p: usize, l: usize, k: usize) -> Result<f
     let norms: Vec<f64> = Vec::try_from((&r * &r).f_sum_dim_intlist([0i64].as_slice(), false, tch::Kind::Double)?.sqrt())?;
     let theta: Vec<f64> = Vec::try_from(theta)?;
     Ok(norms.iter().zip(&theta).map(|(&r, &t)| if t > 0.0 { r / t } else { 0.0 }).fold(0.0, f64::max))
-}
-
-/// Holds libtorch to one thread while alive. Its steps here (QR of `[p, l]`, eigh of `[l, l]`,
-/// two thin products) are small, and its OpenMP team costs more than it saves on them: a QR of
-/// `[2000, 70]` took 110 ms on two threads of a busy 2-core machine, 3 ms on one.
-struct OneTorchThread(i32);
-
-impl OneTorchThread {
-    fn new() -> Self {
-        let was = tch::get_num_threads();
-        tch::set_num_threads(1);
-        OneTorchThread(was)
-    }
-}
-
-impl Drop for OneTorchThread {
-    fn drop(&mut self) {
-        tch::set_num_threads(self.0);
-    }
 }
 
 /// `[len]` standard normal values from `seed`.

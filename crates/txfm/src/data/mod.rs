@@ -5,6 +5,7 @@
 pub mod matrix;
 pub mod obs;
 pub mod source;
+pub mod memory;
 pub mod counts_check;
 pub mod h5ad;
 pub mod mtx;
@@ -13,4 +14,5 @@ pub mod genes;
 
 pub use matrix::CsrChunk;
 pub use obs::{ObsColumn, ObsFrame};
+pub use memory::{MemoryMatrix, MemorySource, Values};
 pub use source::{open_source, ExpressionSource, SourceFormat, SourceMeta, SourceOptions};

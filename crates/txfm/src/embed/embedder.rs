@@ -15,32 +15,13 @@ use tch::{nn, Device, Tensor};
 use super::genes::{GeneMap, ModelRows};
 use super::sampler::Sampler;
 use crate::data::{CsrChunk, ExpressionSource};
-use crate::model::TxFm;
-use crate::train::checkpoint::checkpoints_dir;
+use crate::model::{ModelBundle, TxFm};
 use crate::runtime::with_autocast;
-use crate::train::Checkpoint;
 use crate::{Error, Result};
-
-/// The checkpoint `path` names: a run folder (its `checkpoints/latest`) or a checkpoint folder.
-pub fn open_checkpoint(path: &Path) -> Result<Checkpoint> {
-    if !path.is_dir() {
-        return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such run or checkpoint folder")));
-    }
-    if let Some(c) = Checkpoint::latest(path)? {
-        return Ok(c);
-    }
-    if path.join("model.safetensors").exists() {
-        return Checkpoint::open(path);
-    }
-    Err(Error::format(
-        path,
-        format!("not a run folder (no {}/latest) nor a checkpoint folder (no model.safetensors)", checkpoints_dir(path).display()),
-    ))
-}
 
 /// A loaded model ready to embed.
 pub struct Embedder {
-    pub checkpoint: Checkpoint,
+    pub bundle: ModelBundle,
     /// Owns the weights `model` reads.
     _vs: nn::VarStore,
     model: TxFm,
@@ -48,11 +29,12 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// Loads the model of `path` ([`open_checkpoint`]) onto `device`.
+    /// Loads the model `path` names ([`ModelBundle::open`]: a run, checkpoint or bundle folder)
+    /// onto `device`.
     pub fn load(path: &Path, device: Device) -> Result<Self> {
-        let checkpoint = open_checkpoint(path)?;
-        let (vs, model) = checkpoint.load_weights(device)?;
-        Ok(Embedder { checkpoint, _vs: vs, model, device })
+        let bundle = ModelBundle::open(path)?;
+        let (vs, model) = bundle.load_weights(device)?;
+        Ok(Embedder { bundle, _vs: vs, model, device })
     }
 
     /// Embedding width `d` (the model's `d_model`).
@@ -62,7 +44,7 @@ impl Embedder {
 
     /// The model's gene ids, in weight order. `[G]`
     pub fn vocab(&self) -> &[String] {
-        &self.checkpoint.var_names
+        &self.bundle.var_names
     }
 
     /// A sampler as the run's loader draws: its K, τ-weighting (`weights`), preprocessing and,
@@ -72,7 +54,7 @@ impl Embedder {
     /// from 27.8 to 37.6 over the training K, the same weights (docs/experiments.md § 2.4). With an explicit `k`, or a
     /// run drawn the paper's way, each sample shows exactly K genes, as the loader drew them.
     pub fn sampler(&self, seed: Option<u64>, k: Option<usize>, weights: Option<Vec<f64>>) -> Sampler {
-        let c = &self.checkpoint.config;
+        let c = &self.bundle.config;
         Sampler {
             k: k.unwrap_or(c.model.n_visible),
             seed: seed.unwrap_or(c.loader.seed),
@@ -93,7 +75,7 @@ impl Embedder {
                 let end = (start + batch_size).min(n);
                 let visible = sampler.visible(rows, profiled, s as u64, start..end).to_tensors(self.device);
                 // On CUDA the encoder runs at the precision it was trained in (bf16 autocast by default).
-                let autocast = (self.device != Device::Cpu && self.checkpoint.config.autocast).then_some(self.checkpoint.config.autocast_dtype);
+                let autocast = (self.device != Device::Cpu && self.bundle.config.autocast).then_some(self.bundle.config.autocast_dtype);
                 let cls: Tensor = tch::no_grad(|| with_autocast(self.device, autocast, || self.model.encode(&visible, false)));
                 let cls: Vec<f32> = Vec::try_from(cls.to_device(Device::Cpu).to_kind(tch::Kind::Float).flatten(0, -1))
                     .expect("a float tensor converts to Vec<f32>");

@@ -12,7 +12,7 @@ pub mod npy;
 pub mod parquet;
 pub mod run;
 
-pub use embedder::{open_checkpoint, Embedder};
+pub use embedder::Embedder;
 pub use genes::{GeneMap, ModelRows};
 pub use output::{EmbeddingSink, OutputFormat};
 pub use run::{EmbedJob, EmbedOptions, EmbedSummary, GeneWeights};

@@ -15,7 +15,7 @@ use super::sampler::{weights_from_corpus, weights_from_input, Sampler};
 use crate::corpus::Corpus;
 use crate::data::counts_check::CountsCheck;
 use crate::data::genes::GeneIdKind;
-use crate::data::{open_source, ExpressionSource, SourceFormat, SourceOptions};
+use crate::data::{open_source, CsrChunk, ExpressionSource, SourceFormat, SourceOptions};
 use crate::runtime::DeviceSpec;
 use crate::{Error, Result};
 
@@ -101,15 +101,17 @@ impl fmt::Display for GeneWeights {
     }
 }
 
-/// A prepared embedding pass.
-pub struct EmbedJob {
+/// A prepared embedding pass over a file (`'static`) or over borrowed in-memory buffers.
+pub struct EmbedJob<'a> {
     pub opts: EmbedOptions,
     pub format: OutputFormat,
     pub embedder: Embedder,
     pub genes: GeneMap,
     pub sampler: Sampler,
     pub weights: GeneWeights,
-    src: Box<dyn ExpressionSource>,
+    src: Box<dyn ExpressionSource + 'a>,
+    /// `opts.threads`, for as long as the job lives.
+    _threads: Option<crate::runtime::TorchThreads>,
 }
 
 /// What a pass did.
@@ -129,7 +131,7 @@ impl EmbedSummary {
     }
 }
 
-impl EmbedJob {
+impl EmbedJob<'static> {
     /// Loads the model, opens the input (refusing non-counts unless allowed), maps its genes
     /// onto the vocabulary and sets up the sampling weights.
     pub fn prepare(opts: EmbedOptions) -> Result<Self> {
@@ -137,16 +139,38 @@ impl EmbedJob {
             Some(f) => f,
             None => OutputFormat::from_path(&opts.output)?,
         };
-        if opts.samplings == 0 || opts.batch_size == 0 || opts.chunk_rows == 0 || opts.threads == Some(0) {
-            return Err(Error::Invalid("samplings, batch size, chunk rows and threads must be positive".into()));
-        }
-        if let Some(t) = opts.threads {
-            tch::set_num_threads(t as i32);
-        }
+        check_options(&opts)?;
         crate::atomic::refuse_to_overwrite_input(&opts.input, &opts.output)?;
         let embedder = Embedder::load(&opts.model, opts.device.resolve()?)?;
-        let mut src = open_source(&opts.input, &opts.source)?;
-        let genes = GeneMap::new(src.var_names(), opts.gene_ids, embedder.vocab(), &opts.input)?;
+        let src = open_source(&opts.input, &opts.source)?;
+        EmbedJob::with_source(opts, format, embedder, src)
+    }
+}
+
+fn check_options(opts: &EmbedOptions) -> Result<()> {
+    if opts.samplings == 0 || opts.batch_size == 0 || opts.chunk_rows == 0 || opts.threads == Some(0) {
+        return Err(Error::Invalid("samplings, batch size, chunk rows and threads must be positive".into()));
+    }
+    Ok(())
+}
+
+impl<'a> EmbedJob<'a> {
+    /// [`EmbedJob::prepare`] for an input already open — an in-memory matrix
+    /// ([`crate::data::MemorySource`]) — whose embeddings [`EmbedJob::run_to_vec`] returns.
+    /// `opts.input`, `output` and `format` are not read. The source's first rows are checked for
+    /// raw counts here, as opening a file checks them.
+    pub fn prepare_source(opts: EmbedOptions, mut src: Box<dyn ExpressionSource + 'a>) -> Result<Self> {
+        check_options(&opts)?;
+        if !opts.source.allow_non_counts {
+            crate::data::counts_check::check_head(src.as_mut())?;
+        }
+        let embedder = Embedder::load(&opts.model, opts.device.resolve()?)?;
+        EmbedJob::with_source(opts, OutputFormat::Npy, embedder, src)
+    }
+
+    fn with_source(opts: EmbedOptions, format: OutputFormat, embedder: Embedder, mut src: Box<dyn ExpressionSource + 'a>) -> Result<Self> {
+        let input = src.path().to_path_buf();
+        let genes = GeneMap::new(src.var_names(), opts.gene_ids, embedder.vocab(), &input)?;
         // Checked whatever the model's tau: a mistyped path must not pass unnoticed because this
         // model happens not to need it.
         if let Some(dir) = &opts.weights_corpus
@@ -154,7 +178,7 @@ impl EmbedJob {
         {
             return Err(Error::format(dir, "--weights-corpus: not a corpus folder (no corpus.json)"));
         }
-        let tau = embedder.checkpoint.config.model.sampling_tau;
+        let tau = embedder.bundle.config.model.sampling_tau;
         let (weights, w) = if tau == 0.0 {
             (GeneWeights::Uniform, None)
         } else if let Some(dir) = &opts.weights_corpus {
@@ -164,7 +188,8 @@ impl EmbedJob {
             (GeneWeights::Input, Some(weights_from_input(src.as_mut(), &genes, tau, opts.chunk_rows.max(1))?))
         };
         let sampler = embedder.sampler(opts.seed, opts.k, w);
-        Ok(EmbedJob { opts, format, embedder, genes, sampler, weights, src })
+        let _threads = opts.threads.map(crate::runtime::TorchThreads::set);
+        Ok(EmbedJob { opts, format, embedder, genes, sampler, weights, src, _threads })
     }
 
     pub fn n_obs(&self) -> usize {
@@ -182,11 +207,34 @@ impl EmbedJob {
         let meta = self.src.meta().clone();
         let info = InputInfo { path: &o.input, format: source_format, n_obs: meta.obs.n_obs(), obs: &meta.obs, var_names: &meta.var_names };
         let mut sink = create_sink(self.format, &o.output, &info, &o.key, d)?;
+        self.stream(progress, &mut |chunk, emb| sink.write(chunk, emb))?;
+        let warnings = sink.warnings();
+        let files = sink.finish()?;
+        Ok(EmbedSummary { n_obs: meta.obs.n_obs(), dim: d, files, seconds: started.elapsed().as_secs_f64(), warnings })
+    }
+
+    /// Embeds every row and returns the embeddings, row-major `[n_obs, d]`.
+    pub fn run_to_vec(mut self, progress: &ProgressBar) -> Result<(Vec<f32>, EmbedSummary)> {
+        let started = Instant::now();
+        let (n, d) = (self.n_obs(), self.embedder.dim());
+        let mut out = Vec::with_capacity(n * d);
+        self.stream(progress, &mut |_, emb| {
+            out.extend_from_slice(emb);
+            Ok(())
+        })?;
+        let summary = EmbedSummary { n_obs: n, dim: d, files: Vec::new(), seconds: started.elapsed().as_secs_f64(), warnings: Vec::new() };
+        Ok((out, summary))
+    }
+
+    /// Streams the input through the model, checking every row's values and embedding before
+    /// handing them to `write`.
+    fn stream(&mut self, progress: &ProgressBar, write: &mut dyn FnMut(&CsrChunk, &[f32]) -> Result<()>) -> Result<()> {
+        let (o, d) = (&self.opts, self.embedder.dim());
         // Opening checked the first rows; every row read is checked here, so a bad value deep in
         // the file fails the run (and the output never appears) instead of becoming NaN rows.
         let (path, matrix) = (self.src.path().to_path_buf(), self.src.matrix_name().to_string());
         let mut counts = (!o.source.allow_non_counts).then(CountsCheck::new);
-        let model_dir = self.embedder.checkpoint.dir.clone();
+        let model_dir = self.embedder.bundle.dir.clone();
         self.embedder.embed_source(
             self.src.as_mut(),
             &self.genes,
@@ -211,11 +259,8 @@ impl EmbedJob {
                         model_dir.display()
                     )));
                 }
-                sink.write(chunk, emb)
+                write(chunk, emb)
             },
-        )?;
-        let warnings = sink.warnings();
-        let files = sink.finish()?;
-        Ok(EmbedSummary { n_obs: meta.obs.n_obs(), dim: d, files, seconds: started.elapsed().as_secs_f64(), warnings })
+        )
     }
 }

@@ -16,8 +16,10 @@ mod sampling;
 #[cfg(test)]
 mod testutil;
 mod txfm;
+pub mod bundle;
 
 pub use batch_tensors::BatchTensors;
+pub use bundle::ModelBundle;
 pub use config::{CountActivation, DecoderBiasInit, DecoderConfig, LossKind, ModelConfig, ValueEncoding};
 pub use encoder::VisibleTokens;
 pub use loss::masked_mean;

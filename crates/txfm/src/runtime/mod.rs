@@ -6,9 +6,11 @@ pub mod device_memory;
 pub mod dist;
 pub mod hooks;
 pub mod pinned;
+pub mod threads;
 
 pub use autocast::{with_autocast, AutocastDtype};
 pub use pinned::pinned;
+pub use threads::TorchThreads;
 
 use crate::{Error, Result};
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tch::{Device, Kind, nn};
 
 use super::batch::Batch;
-use super::config::OptimizerConfig;
+use crate::config::OptimizerConfig;
 use super::optim::AdamW;
 use crate::model::{flops, BatchTensors, CountActivation, DecoderConfig, LossKind, ModelConfig, TxFm, num_parameters};
 use crate::runtime::device_memory::{peak_memory, reset_peak_memory};

@@ -1,15 +1,13 @@
 //! Checkpoints: everything needed to reload a model or resume its training, in one folder
-//! `RUN/checkpoints/step-NNNNNNN/`:
-//! - `model.safetensors`: the weights (`VarStore` names),
+//! `RUN/checkpoints/step-NNNNNNN/`: a trained-model bundle ([`crate::model::bundle`]:
+//! `model.safetensors`, `config.toml`, `genes.tsv`, what embedding reads) plus the resume state:
 //! - `optimizer.safetensors`: AdamW's step count and moments,
 //! - `state.json`: where the run stands ([`TrainState`]),
-//! - `config.toml`: the full [`RunConfig`],
-//! - `genes.tsv`: the vocabulary (`gene_id`, `symbol`) the weights are indexed by, checked against
-//!   the corpus on load: equal for a run trained on it, containing it for a fine-tuning run
-//!   (`RunConfig::finetuned_from`).
+//! - `SHA256SUMS`: the SHA-256 of each file above and of the bundle's, in `sha256sum` format (so
+//!   `sha256sum -c SHA256SUMS` checks it by hand), verified whenever the checkpoint is opened.
 //!
-//! - `SHA256SUMS`: the SHA-256 of each file above, in `sha256sum` format (so `sha256sum -c
-//!   SHA256SUMS` checks it by hand), verified whenever the checkpoint is opened.
+//! The genes are checked against the corpus on load: equal for a run trained on it, containing it
+//! for a fine-tuning run (`RunConfig::finetuned_from`).
 //!
 //! A checkpoint is written into a temporary folder and renamed into place, then
 //! `checkpoints/latest` is atomically pointed at it: a kill at any moment leaves the previous
@@ -24,22 +22,18 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device};
 
-use super::config::RunConfig;
+use crate::config::RunConfig;
 use super::loader::LoaderState;
 use super::optim::AdamW;
 use super::vocab::{VocabMap, Vocabulary, GENES_SHOWN};
 use crate::atomic::{temp_dir_beside, write_atomic};
 use crate::corpus::Corpus;
+use crate::model::bundle::{genes_tsv, latest_in_run, sha256_file, verify, ModelBundle, CHECKPOINTS_DIR, CONFIG_FILE, GENES_FILE, LATEST_FILE, MODEL_FILE, SUMS_FILE};
 use crate::model::TxFm;
 use crate::{Error, Result};
 
-const MODEL_FILE: &str = "model.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
-const CONFIG_FILE: &str = "config.toml";
-const GENES_FILE: &str = "genes.tsv";
-const LATEST_FILE: &str = "latest";
-const SUMS_FILE: &str = "SHA256SUMS";
 /// The files `SHA256SUMS` covers, in its order.
 const SUMMED: [&str; 5] = [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, CONFIG_FILE, GENES_FILE];
 
@@ -94,7 +88,7 @@ fn is_one(n: &u64) -> bool {
 
 /// The folder of checkpoints of a run.
 pub fn checkpoints_dir(run: &Path) -> PathBuf {
-    run.join("checkpoints")
+    run.join(CHECKPOINTS_DIR)
 }
 
 /// The folder of the checkpoint after `step` steps.
@@ -158,83 +152,26 @@ pub fn save(run: &Path, vs: &nn::VarStore, optimizer: &AdamW, state: &TrainState
     Ok(dir)
 }
 
-/// The SHA-256 of a file's bytes as lowercase hex, read in 8 MiB blocks.
-fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 8 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finalize().iter().fold(String::with_capacity(64), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
-    }))
-}
-
-/// Checks every file `dir/SHA256SUMS` lists against its recorded SHA-256. A checkpoint without
-/// the file (written before checksums were recorded) passes unchecked.
-fn verify(dir: &Path) -> Result<()> {
-    let sums_path = dir.join(SUMS_FILE);
-    let text = match std::fs::read_to_string(&sums_path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(&sums_path, e)),
-    };
-    for (i, line) in text.lines().enumerate() {
-        let (want, name) = line
-            .split_once("  ")
-            .filter(|(h, n)| h.len() == 64 && !n.is_empty() && !n.contains('/'))
-            .ok_or_else(|| Error::format(&sums_path, format!("line {}: expected '<sha256>  <file name>'", i + 1)))?;
-        let path = dir.join(name);
-        if !path.exists() {
-            return Err(Error::format(&path, "missing from the checkpoint (SHA256SUMS lists it)"));
-        }
-        let got = sha256_file(&path)?;
-        if got != want {
-            return Err(Error::format(
-                &path,
-                format!("SHA-256 {got} differs from the {want} recorded when the checkpoint was written: the file is corrupt or was changed since"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn genes_tsv(names: &[String], symbols: &[String]) -> String {
-    let mut out = String::from("gene_id\tsymbol\n");
-    for (n, s) in names.iter().zip(symbols) {
-        let _ = writeln!(out, "{n}\t{s}");
-    }
-    out
-}
-
-/// A checkpoint on disk: its config, state and vocabulary (the tensors stay on disk until loaded).
+/// A checkpoint on disk: the model bundle (config, vocabulary; the tensors stay on disk until
+/// loaded) and where the run stands. It reads as its bundle (`ckpt.config`, `ckpt.dir`,
+/// `ckpt.var_names`).
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
-    pub dir: PathBuf,
-    pub config: RunConfig,
+    pub model: ModelBundle,
     pub state: TrainState,
-    /// Vocabulary gene ids, in weight order. `[G]`
-    pub var_names: Vec<String>,
-    pub var_symbols: Vec<String>,
+}
+
+impl std::ops::Deref for Checkpoint {
+    type Target = ModelBundle;
+    fn deref(&self) -> &ModelBundle {
+        &self.model
+    }
 }
 
 impl Checkpoint {
     /// The checkpoint `checkpoints/latest` of run folder `run` points at, if any.
     pub fn latest(run: &Path) -> Result<Option<Checkpoint>> {
-        let pointer = checkpoints_dir(run).join(LATEST_FILE);
-        if !pointer.exists() {
-            return Ok(None);
-        }
-        let name = std::fs::read_to_string(&pointer).map_err(|e| Error::io(&pointer, e))?;
-        Checkpoint::open(&checkpoints_dir(run).join(name.trim())).map(Some)
+        latest_in_run(run)?.map(|dir| Checkpoint::open(&dir)).transpose()
     }
 
     /// The checkpoint a resume continues from: the one `latest` points at if it is intact, else
@@ -284,28 +221,12 @@ impl Checkpoint {
     /// Reads a checkpoint folder's config, state and genes, after checking every file against
     /// the checksums recorded when it was written.
     pub fn open(dir: &Path) -> Result<Checkpoint> {
-        verify(dir)?;
-        let config = RunConfig::load(&dir.join(CONFIG_FILE))?;
+        verify(dir, &[])?;
+        let model = ModelBundle::read_dir(dir)?;
         let state_path = dir.join(STATE_FILE);
         let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
         let state = serde_json::from_str(&text).map_err(|e| Error::format(&state_path, e.to_string()))?;
-        let genes_path = dir.join(GENES_FILE);
-        let text = std::fs::read_to_string(&genes_path).map_err(|e| Error::io(&genes_path, e))?;
-        let mut lines = text.lines();
-        if lines.next() != Some("gene_id\tsymbol") {
-            return Err(Error::format(&genes_path, "expected the header 'gene_id<TAB>symbol'"));
-        }
-        let (mut var_names, mut var_symbols) = (Vec::new(), Vec::new());
-        for (i, line) in lines.enumerate() {
-            let (id, symbol) = line.split_once('\t').ok_or_else(|| Error::format(&genes_path, format!("line {}: expected two tab-separated columns", i + 2)))?;
-            var_names.push(id.to_string());
-            var_symbols.push(symbol.to_string());
-        }
-        Ok(Checkpoint { dir: dir.to_path_buf(), config, state, var_names, var_symbols })
-    }
-
-    pub fn model_path(&self) -> PathBuf {
-        self.dir.join(MODEL_FILE)
+        Ok(Checkpoint { model, state })
     }
 
     pub fn optimizer_path(&self) -> PathBuf {
@@ -353,16 +274,5 @@ impl Checkpoint {
     pub fn load_model(&self, corpus: &Corpus, device: Device) -> Result<(nn::VarStore, TxFm)> {
         self.vocab_map(corpus)?;
         self.load_weights(device)
-    }
-
-    /// Builds the model of the checkpoint's config on `device` and loads its weights, with no
-    /// corpus to check against: for embedding new data, whose genes are mapped onto
-    /// [`Self::var_names`] by the caller.
-    pub fn load_weights(&self, device: Device) -> Result<(nn::VarStore, TxFm)> {
-        let mut vs = nn::VarStore::new(device);
-        let model = TxFm::new(&vs.root(), &self.config.model, self.var_names.len())?;
-        let path = self.model_path();
-        vs.load(&path).map_err(|e| Error::format(&path, e.to_string()))?;
-        Ok((vs, model))
     }
 }

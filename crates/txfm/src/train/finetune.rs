@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tch::{nn, Tensor};
 
 use super::checkpoint::{checkpoints_dir, Checkpoint};
-use super::config::RunConfig;
+use crate::config::RunConfig;
 use super::trainer::{self, Start, TrainOptions, TrainOutcome};
 use super::vocab::{VocabOverlap, Vocabulary};
 use crate::corpus::Corpus;

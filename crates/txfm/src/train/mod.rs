@@ -1,10 +1,9 @@
-//! Training, in the order a step uses it: the [`RunConfig`], host [`Batch`]es from the streaming
+//! Training, in the order a step uses it: the [`RunConfig`] (in [`crate::config`]), host [`Batch`]es from the streaming
 //! corpus [`loader`], the learning-rate [`schedule`], [`optim`]'s AdamW, the [`trainer`] loop with
 //! its validation ([`eval`], with the embeddings' [`health`]) and [`metrics`], and [`checkpoint`]s to reload or resume from. A
 //! model's gene [`vocab`]ulary may differ from its corpus's: [`finetune`] starts a run from a
 //! pretrained one on a target corpus with new genes.
 
-pub mod config;
 pub mod batch;
 pub mod vocab;
 pub mod loader;
@@ -21,7 +20,7 @@ pub mod bench;
 
 pub use batch::Batch;
 pub use checkpoint::{Checkpoint, TrainState};
-pub use config::{OptimizerConfig, RunConfig};
+pub use crate::config::{OptimizerConfig, RunConfig};
 pub use vocab::{VocabMap, VocabOverlap, Vocabulary};
 pub use finetune::Finetune;
-pub use trainer::{resume, train, TrainOptions, TrainOutcome};
+pub use trainer::{resume, train, StepHook, TrainOptions, TrainOutcome};

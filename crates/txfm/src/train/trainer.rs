@@ -40,7 +40,7 @@ use crate::runtime::{cuda_device_count, with_autocast};
 
 use super::checkpoint::{self, checkpoints_dir, Checkpoint, TrainState};
 use super::batch::Batch;
-use super::config::RunConfig;
+use crate::config::RunConfig;
 use super::eval::{evaluate, Evaluation, GeneMeans, HealthLabels};
 use super::loader::{Batches, Loader, LoaderState, Split};
 use super::metrics::{read_metrics, MetricsLog, StepRecord};
@@ -64,11 +64,25 @@ pub struct TrainOptions {
     /// Checkpoint and return once this many steps are done, as if the job's time ran out (for
     /// jobs split into time slices; resume to continue).
     pub stop_at: Option<u64>,
+    /// Called after every step of a single-process run with its record and the run's total steps; returning
+    /// `false` stops the run there, checkpointed, as `stop_at` would. For progress displays other
+    /// than the terminal bar (the Python package's notebook bar) and for interrupting a run.
+    pub on_step: Option<StepHook>,
+}
+
+/// See [`TrainOptions::on_step`].
+#[derive(Clone)]
+pub struct StepHook(pub Arc<dyn Fn(&StepRecord, u64) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for StepHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepHook")
+    }
 }
 
 impl TrainOptions {
     pub fn new(out: impl Into<PathBuf>) -> Self {
-        TrainOptions { out: out.into(), progress: false, stop_at: None }
+        TrainOptions { out: out.into(), progress: false, stop_at: None, on_step: None }
     }
 }
 
@@ -245,9 +259,8 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
     let schedule = OneCycle::new(config.optimizer.lr, total, config.optimizer.warmup_fraction);
     let weight_decay = config.optimizer.weight_decay_for(total);
     let autocast = (config.autocast && device != Device::Cpu).then_some(config.autocast_dtype);
-    if device == Device::Cpu {
-        leave_cores_to_the_loader(config.loader.n_workers, world.local_size);
-    }
+    // Held for the run: the thread count is back to what it was when the run returns.
+    let _threads = (device == Device::Cpu).then(|| leave_cores_to_the_loader(config.loader.n_workers, world.local_size)).flatten();
 
     tch::manual_seed(config.seed as i64);
     let mut vs = nn::VarStore::new(device);
@@ -299,7 +312,7 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
                 eprintln!("warning: resuming {} on another corpus than it trained on ({was}; now {now})", ckpt.dir.display());
             }
             state = ckpt.state.clone();
-            last_checkpoint = Some(ckpt.dir);
+            last_checkpoint = Some(ckpt.model.dir);
         }
     }
     // The validation baseline's per-gene constants, on rank 0 (which evaluates and whose
@@ -444,11 +457,16 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
         if let Some(m) = &mut metrics {
             m.append(&record)?;
         }
-        if state.step.is_multiple_of(config.checkpoint_every) || state.step == stop {
+        // Single-process runs only: ranks stopping on their own would leave the others waiting.
+        let go_on = opts.on_step.as_ref().is_none_or(|h| world.is_distributed() || (h.0)(&record, total));
+        if state.step.is_multiple_of(config.checkpoint_every) || state.step == stop || !go_on {
             last_checkpoint = Some(save_checkpoint(world, &opts.out, &vs, &optimizer, &state, &config, &vocab)?);
         }
         bar.set_position(state.step);
         bar.set_message(format!("loss {loss_value:.4} · {samples_per_s:.0} samples/s{health_line}"));
+        if !go_on {
+            break;
+        }
     }
     bar.finish();
     if let Some(m) = metrics {
@@ -533,9 +551,9 @@ fn save_checkpoint(
 /// step went from 50 ms to 700 ms on 2 cores). The setting is process-wide. The `local_ranks`
 /// processes of a data-parallel run on this machine share its cores, unless the launcher bound
 /// each to its own (then the affinity mask already counts only those).
-fn leave_cores_to_the_loader(n_workers: usize, local_ranks: usize) {
+fn leave_cores_to_the_loader(n_workers: usize, local_ranks: usize) -> Option<crate::runtime::TorchThreads> {
     if std::env::var_os("OMP_NUM_THREADS").is_some() {
-        return;
+        return None;
     }
     let mut cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // SAFETY: sysconf only reads a system setting.
@@ -543,7 +561,7 @@ fn leave_cores_to_the_loader(n_workers: usize, local_ranks: usize) {
     if local_ranks > 1 && cores as i64 == online {
         cores /= local_ranks;
     }
-    tch::set_num_threads(cores.saturating_sub(n_workers).max(1) as i32);
+    Some(crate::runtime::TorchThreads::set(cores.saturating_sub(n_workers).max(1)))
 }
 
 fn progress_bar(show: bool, total: u64, at: u64) -> indicatif::ProgressBar {

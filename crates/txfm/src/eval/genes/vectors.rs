@@ -9,7 +9,7 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 use crate::baseline::Loadings;
-use crate::embed::open_checkpoint;
+use crate::model::ModelBundle;
 use crate::Result;
 
 /// One matrix of gene vectors. `values: [n_genes, dim]` row-major.
@@ -31,10 +31,14 @@ impl GeneVectors {
         self.gene_ids.len()
     }
 
-    /// The encoder's gene embeddings and the decoder's per-gene weights of the checkpoint `path`
-    /// names (a run folder's latest, or a checkpoint folder).
+    /// The encoder's gene embeddings and the decoder's per-gene weights of the model `path`
+    /// names ([`ModelBundle::open`]: a run folder's latest checkpoint, a checkpoint or a bundle).
     pub fn from_checkpoint(path: &Path) -> Result<(GeneVectors, GeneVectors)> {
-        let ck = open_checkpoint(path)?;
+        Self::from_bundle(&ModelBundle::open(path)?)
+    }
+
+    /// [`Self::from_checkpoint`] of an opened bundle.
+    pub fn from_bundle(ck: &ModelBundle) -> Result<(GeneVectors, GeneVectors)> {
         let (_vs, model) = ck.load_weights(Device::Cpu)?;
         let origin = ck.dir.display().to_string();
         let take = |source: &str, t: Tensor| Self::from_tensor(source, &origin, &ck.var_names, &ck.var_symbols, t);

@@ -113,6 +113,38 @@ pub fn load(path: &Path, cfg: &InputConfig) -> Result<PerturbInput> {
     }
     let opts = SourceOptions { layer: cfg.layer.clone(), ..Default::default() };
     let mut src = open_source(path, &opts)?;
+    assemble(src.as_mut(), cfg, &mut |key| read_obsm(path, key))
+}
+
+/// The benchmark's input from data in memory (an AnnData in a notebook): labels from the
+/// source's `obs`, expression from its matrix, and `embeddings` (`(key, dim, row-major
+/// [n_obs, dim])`, in the order given) instead of `obsm` in a file; `cfg.obsm_keys` is ignored.
+/// Guide matrices are read from files only.
+pub fn load_in_memory(src: &mut dyn ExpressionSource, embeddings: Vec<(String, usize, Vec<f32>)>, cfg: &InputConfig) -> Result<PerturbInput> {
+    if embeddings.is_empty() {
+        return Err(Error::Invalid("no embedding given: name at least one obsm key (e.g. obsm=['X_pca'])".into()));
+    }
+    if cfg.guides.is_some() {
+        return Err(Error::Invalid("guide-count labels are read from an .h5ad file: give the file (or a backed AnnData)".into()));
+    }
+    let cfg = InputConfig { obsm_keys: embeddings.iter().map(|e| e.0.clone()).collect(), ..cfg.clone() };
+    let mut given: HashMap<String, (usize, Vec<f32>)> = embeddings.into_iter().map(|(k, d, x)| (k, (d, x))).collect();
+    let n = src.n_obs();
+    assemble(src, &cfg, &mut |key| {
+        let (dim, x) = given.remove(key).ok_or_else(|| Error::Invalid(format!("obsm key {key} given twice")))?;
+        Ok((if dim == 0 { n } else { x.len() / dim }, dim, x))
+    })
+}
+
+/// [`load`]'s work once the expression source is open: `read_embedding(key)` gives
+/// `(rows, dim, row-major values)` of each of `cfg.obsm_keys`.
+fn assemble(
+    src: &mut dyn ExpressionSource,
+    cfg: &InputConfig,
+    read_embedding: &mut dyn FnMut(&str) -> Result<(usize, usize, Vec<f32>)>,
+) -> Result<PerturbInput> {
+    let path = src.path().to_path_buf();
+    let path = path.as_path();
     let n_input = src.obs().n_obs();
     // Labels from obs, or from the guide matrix for the cells it assigns (`keep`).
     let (labels, keep, guides) = match &cfg.guides {
@@ -135,8 +167,8 @@ pub fn load(path: &Path, cfg: &InputConfig) -> Result<PerturbInput> {
     };
     let mut embeddings = Vec::new();
     for key in &cfg.obsm_keys {
-        let (n, dim, x) = read_obsm(path, key)?;
-        if n != n_input {
+        let (n, dim, x) = read_embedding(key)?;
+        if n != n_input || x.len() != n * dim {
             return Err(Error::format(path, format!("obsm/{key} has {n} rows but obs has {n_input}")));
         }
         if x.iter().any(|v| !v.is_finite()) {
@@ -149,7 +181,7 @@ pub fn load(path: &Path, cfg: &InputConfig) -> Result<PerturbInput> {
         embeddings.push((key.clone(), labels.with_x(dim, x)));
     }
     let (unexpressed, targets_measured, expression) = if cfg.expression {
-        let (means, expr) = read_expression(src.as_mut(), cfg, keep.as_deref())?;
+        let (means, expr) = read_expression(src, cfg, keep.as_deref())?;
         let targets = label_genes(&labels.pert_names, labels.control as usize, src.var_names());
         let unexpressed = targets.iter().map(|t| t.is_some_and(|g| means[g] < cfg.unexpressed_threshold)).collect();
         (unexpressed, Some(targets.iter().flatten().count()), Some(expr))

@@ -15,3 +15,4 @@ pub mod prepare;
 pub mod run;
 pub mod report;
 pub mod plots;
+pub mod workflow;

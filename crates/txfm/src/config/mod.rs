@@ -1,13 +1,18 @@
 //! The run configuration: everything a training run needs besides the corpus. It is written as
-//! `config.toml` into the run folder before step 0 and into every checkpoint, and is all that is
-//! needed to rebuild the model and resume. Presets `tiny` (CPU tests), `s`, `b`, `l` pair the
-//! model presets with loader and optimiser settings.
+//! `config.toml` into the run folder before step 0 and into every checkpoint and model bundle,
+//! and is all that is needed to rebuild the model and resume. It lives outside `train/` because
+//! loading a trained model ([`crate::model::bundle`]) needs it and nothing else of training.
+//! Presets `tiny` (CPU tests), `s`, `b`, `l` pair the model presets with loader and optimiser
+//! settings.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::loader::LoaderConfig;
+mod loader;
+
+pub use loader::LoaderConfig;
+
 use crate::model::{DecoderBiasInit, ModelConfig, ValueEncoding};
 use crate::runtime::{AutocastDtype, DeviceSpec};
 use crate::{Error, Result};
@@ -388,5 +393,115 @@ mod tests {
         let mut epochs = RunConfig::tiny();
         (epochs.steps, epochs.epochs) = (None, Some(3));
         assert_eq!(epochs.total_steps(10), 30);
+    }
+}
+
+impl RunConfig {
+    /// This config with `overrides` applied: dotted field paths (`steps`, `loader.k`,
+    /// `model.decoder.residual_mlp.n_layers`) and their values, as a Python `**overrides` or a
+    /// study row gives them; `None` removes an optional field (`grad_clip`). Setting one of
+    /// `steps` and `epochs` clears the other. The result is validated; an unknown field is an
+    /// error naming it.
+    pub fn with_overrides(&self, overrides: &[(String, Option<toml::Value>)], origin: &str) -> Result<RunConfig> {
+        let mut diff = toml::Table::new();
+        let mut removed: Vec<&str> = Vec::new();
+        for (path, value) in overrides {
+            match value {
+                Some(v) => set_path(&mut diff, path, v.clone()),
+                None => removed.push(path),
+            }
+        }
+        for (a, b) in [("steps", "epochs"), ("epochs", "steps")] {
+            if diff.contains_key(a) && !diff.contains_key(b) {
+                removed.push(b);
+            }
+        }
+        let mut value = toml::Value::try_from(self).expect("a config serialises");
+        merge(&mut value, &with_pairs(&diff));
+        for path in removed {
+            remove_path(&mut value, path);
+        }
+        RunConfig::from_value(value, origin, "overrides")
+    }
+
+    /// A config from its TOML value (a preset or config with a diff merged in), validated; errors
+    /// name `origin: field`.
+    pub(crate) fn from_value(value: toml::Value, origin: &str, field: &str) -> Result<RunConfig> {
+        let config: RunConfig = value.try_into().map_err(|e: toml::de::Error| Error::config(origin, field, e.message().to_string()))?;
+        config.validate(&format!("{origin}: {field}"))?;
+        Ok(config)
+    }
+}
+
+/// Removes `dotted` from `v` if it is there.
+fn remove_path(v: &mut toml::Value, dotted: &str) {
+    let (parents, last) = match dotted.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, dotted),
+    };
+    let mut node = v;
+    for k in parents.into_iter().flat_map(|p| p.split('.')) {
+        match node.get_mut(k) {
+            Some(next) => node = next,
+            None => return,
+        }
+    }
+    if let Some(t) = node.as_table_mut() {
+        t.remove(last);
+    }
+}
+
+/// Keys that name the same quantity in the model and the loader; a diff setting one sets both.
+pub(crate) const PAIRED: [(&str, &str); 2] = [("model.n_visible", "loader.k"), ("model.sampling_tau", "loader.tau")];
+
+/// Sets the partner of each [`PAIRED`] key the diff sets alone.
+pub(crate) fn with_pairs(diff: &toml::Table) -> toml::Table {
+    let mut out = diff.clone();
+    for (a, b) in PAIRED {
+        for (from, to) in [(a, b), (b, a)] {
+            if let Some(v) = get_path(diff, from)
+                && get_path(diff, to).is_none()
+            {
+                set_path(&mut out, to, v.clone());
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn get_path<'a>(t: &'a toml::Table, dotted: &str) -> Option<&'a toml::Value> {
+    let mut keys = dotted.split('.');
+    let mut v = t.get(keys.next()?)?;
+    for k in keys {
+        v = v.as_table()?.get(k)?;
+    }
+    Some(v)
+}
+
+/// Sets `dotted` (`a.b.c`) in `t`, making the tables on the way.
+pub(crate) fn set_path(t: &mut toml::Table, dotted: &str, value: toml::Value) {
+    let keys: Vec<&str> = dotted.split('.').collect();
+    let mut node = t;
+    for k in &keys[..keys.len() - 1] {
+        let entry = node.entry(k.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        node = entry.as_table_mut().expect("just made a table");
+    }
+    node.insert(keys[keys.len() - 1].to_string(), value);
+}
+
+/// Merges `diff` into `base`: tables merge key by key (so `model.decoder.residual_mlp.n_layers`
+/// changes one field of an enum's table), anything else is replaced.
+pub(crate) fn merge(base: &mut toml::Value, diff: &toml::Table) {
+    let table = base.as_table_mut().expect("merging into a table");
+    for (k, v) in diff {
+        match (table.get_mut(k), v) {
+            (Some(existing @ toml::Value::Table(_)), toml::Value::Table(d)) => merge(existing, d),
+            _ => {
+                table.insert(k.clone(), v.clone());
+            }
+        }
     }
 }
