@@ -153,6 +153,7 @@ impl RunConfig {
             value_encoding: ValueEncoding::Concat,
             decoder_bias_init: DecoderBiasInit::Baseline,
             cls_variance_weight: 0.0,
+            loss_gene_weight_power: 0.0,
             ..ModelConfig::tiny()
         };
         let loader = LoaderConfig { k: model.n_visible, tau: model.sampling_tau, zero_weight: 0.0, batch_size: 64, ..LoaderConfig::tiny() };

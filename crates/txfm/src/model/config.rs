@@ -55,6 +55,15 @@ pub struct ModelConfig {
     /// experiment's knob; the validation loss never includes it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cls_variance_weight: f64,
+    /// Exponent `p` of per-gene weights in the training loss: gene `g` counts with weight
+    /// `μ_g^(−p)`, `μ_g` its mean shifted count `exp(c_g)` on the training data (`c_g` the
+    /// per-gene baseline constant). The Poisson loss's curvature in the predicted log value is
+    /// the mean count, so unweighted (0, the paper's and the default) its gradient is ruled by the
+    /// most expressed genes; 1 gives every gene's log value the same weight, as a PCA of log values
+    /// does; ½ lies between. The loss stays a weighted mean over profiled entries; reported and
+    /// validation losses are always unweighted. An experiment's knob (docs/experiments.md § 12).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub loss_gene_weight_power: f64,
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -171,6 +180,7 @@ impl ModelConfig {
             loss: LossKind::Poisson,
             decoder_bias_init: DecoderBiasInit::Baseline,
             cls_variance_weight: 0.0,
+            loss_gene_weight_power: 0.0,
         }
     }
 
@@ -213,6 +223,7 @@ impl ModelConfig {
             loss: LossKind::Poisson,
             decoder_bias_init: DecoderBiasInit::Baseline,
             cls_variance_weight: 0.0,
+            loss_gene_weight_power: 0.0,
         }
     }
 
@@ -241,6 +252,9 @@ impl ModelConfig {
         }
         if !(self.cls_variance_weight.is_finite() && self.cls_variance_weight >= 0.0) {
             return bad("cls_variance_weight", format!("must be a weight >= 0, got {}", self.cls_variance_weight));
+        }
+        if !(self.loss_gene_weight_power.is_finite() && (0.0..=2.0).contains(&self.loss_gene_weight_power)) {
+            return bad("loss_gene_weight_power", format!("must be an exponent in [0, 2], got {}", self.loss_gene_weight_power));
         }
         if self.n_visible == 0 {
             return bad("n_visible", "must be at least 1".into());

@@ -23,6 +23,10 @@ pub struct TxFm {
     /// Per-gene log inverse dispersion `[G]`, only for the negative-binomial loss. Starts at 0
     /// (θ = 1), scVI's unit-scale start.
     log_theta: Option<Tensor>,
+    /// Per-gene training-loss weights `[G]` ([`ModelConfig::loss_gene_weight_power`]), derived
+    /// from the training data at every start (so neither saved nor loaded); `None` until set, and
+    /// always `None` at power 0.
+    loss_weights: Option<Tensor>,
 }
 
 impl TxFm {
@@ -39,6 +43,7 @@ impl TxFm {
             encoder: Encoder::new(path / "encoder", config, n_genes),
             decoder: Decoder::new(path / "decoder", config.decoder, config.d_model, n_genes),
             log_theta,
+            loss_weights: None,
         })
     }
 
@@ -79,6 +84,53 @@ impl TxFm {
         }
         let std = (cls.to_kind(tch::Kind::Float).var_dim([0i64].as_slice(), true, false) + 1e-4).sqrt();
         (std.neg() + 1.0).relu().mean(tch::Kind::Float)
+    }
+
+    /// Sets the training loss's per-gene weights `μ_g^(−p)` from the per-gene loss-optimal
+    /// constants `c_g` (`[G]`; `μ_g = exp(c_g)` for the count losses, whose constant is the log of
+    /// the mean shifted count). A no-op at power 0.
+    pub fn set_loss_gene_weights(&mut self, constants: &[f64], device: tch::Device) -> Result<()> {
+        let power = self.config.loss_gene_weight_power;
+        if power == 0.0 {
+            return Ok(());
+        }
+        if !matches!(self.config.loss, LossKind::Poisson | LossKind::NegativeBinomial) {
+            return Err(Error::Invalid(format!("loss_gene_weight_power = {power} needs a count loss (poisson or negative_binomial), not {:?}", self.config.loss)));
+        }
+        if constants.len() != self.n_genes {
+            return Err(Error::Invalid(format!("{} baseline constants for a vocabulary of {} genes", constants.len(), self.n_genes)));
+        }
+        // exp(−p·c) directly: μ^(−p) without forming μ, which can be e^12.
+        let weights: Vec<f32> = constants.iter().map(|&c| (-power * c).exp() as f32).collect();
+        if weights.iter().any(|w| !w.is_finite() || *w <= 0.0) {
+            return Err(Error::Invalid("non-finite loss gene weights from the baseline constants".into()));
+        }
+        self.loss_weights = Some(Tensor::from_slice(&weights).to_device(device));
+        Ok(())
+    }
+
+    /// What training minimises for a batch whose reconstruction is `pred` and whose CLS is `cls`:
+    /// the reconstruction loss (gene-weighted where [`Self::set_loss_gene_weights`] set weights,
+    /// else `loss`, the unweighted one `forward` returned) plus the optional CLS variance term.
+    pub fn objective(&self, loss: &Tensor, pred: &Tensor, cls: &Tensor, batch: &BatchTensors) -> Tensor {
+        let reconstruction = match &self.loss_weights {
+            None => loss.shallow_clone(),
+            Some(w) => {
+                let elementwise = self.config.loss.elementwise(pred, &batch.target, self.log_theta.as_ref());
+                // Σ w_g ℓ_ng / Σ w_g over the profiled entries: a weighted mean, so the loss keeps
+                // its scale. (Micro-batches join their parts by entry count, which equals the
+                // whole batch's weighted mean only approximately.)
+                let mask = &batch.target_mask;
+                let w = w.to_kind(elementwise.kind()).unsqueeze(0);
+                let kept = (&elementwise * &w).where_self(mask, &elementwise.zeros_like());
+                let norm = w.expand_as(&elementwise).where_self(mask, &elementwise.zeros_like());
+                kept.sum(kept.kind()) / norm.sum(kept.kind()).clamp_min(1e-30)
+            }
+        };
+        match self.config.cls_variance_weight {
+            0.0 => reconstruction,
+            weight => reconstruction + self.cls_variance_penalty(cls) * weight,
+        }
     }
 
     /// `(loss, pred [n, G], cls [n, d])` for one batch.
@@ -262,6 +314,44 @@ mod tests {
         padded.visible_pad = vec![false; 10];
         let c = model.encode(&visible(&padded), false);
         assert!(max_abs_diff(&a, &c) > 1e-3);
+    }
+
+    #[test]
+    fn the_gene_weighted_objective_is_the_weighted_mean_over_profiled_entries() {
+        let config = ModelConfig { loss_gene_weight_power: 0.5, ..ModelConfig::tiny() };
+        let (_rng, _vs, mut model) = model(&config);
+        let b = batch(3, 4);
+        let t = BatchTensors::from_batch(&b, Device::Cpu);
+        let (loss, pred, cls) = model.forward(&t, false);
+        // Before weights are set (and always at power 0) the objective is the reported loss.
+        assert_eq!(scalar(&model.objective(&loss, &pred, &cls, &t)), scalar(&loss));
+        let constants: Vec<f64> = (0..G).map(|g| 0.4 * g as f64).collect();
+        model.set_loss_gene_weights(&constants, Device::Cpu).unwrap();
+        let objective = scalar(&model.objective(&loss, &pred, &cls, &t));
+        // By hand in f64: Σ w ℓ / Σ w over the profiled entries, w_g = exp(−0.5 · 0.4 g).
+        let p: Vec<f32> = Vec::try_from(pred.reshape([-1])).unwrap();
+        let (mut num, mut den) = (0.0f64, 0.0f64);
+        for s in 0..3 {
+            for g in 0..G {
+                if b.target_mask[s * G + g] {
+                    let (w, x, y) = ((-0.2 * g as f64).exp(), p[s * G + g] as f64, b.target[s * G + g] as f64);
+                    num += w * (x.exp() - x * y.exp());
+                    den += w;
+                }
+            }
+        }
+        assert!((objective - num / den).abs() <= 1e-5 * (num / den).abs().max(1.0), "{objective} vs {}", num / den);
+        assert!((objective - scalar(&loss)).abs() > 1e-3, "the weights changed nothing");
+        // The reported loss is unweighted whatever the weights.
+        let (again, _, _) = model.forward(&t, false);
+        assert_eq!(scalar(&again), scalar(&loss));
+        // Weights need a count loss and one constant per gene.
+        assert!(model.set_loss_gene_weights(&constants[1..], Device::Cpu).is_err());
+        let mse = ModelConfig { loss: LossKind::Mse, ..config.clone() };
+        let mse_vs = nn::VarStore::new(Device::Cpu);
+        let mut mse_model = TxFm::new(&mse_vs.root(), &mse, G).unwrap();
+        assert!(mse_model.set_loss_gene_weights(&constants, Device::Cpu).unwrap_err().to_string().contains("count loss"));
+        assert!(ModelConfig { loss_gene_weight_power: -1.0, ..config }.validate("test").is_err());
     }
 
     #[test]

@@ -220,6 +220,7 @@ pub fn model_config(
         gene_embedding_std: ModelConfig::tiny().gene_embedding_std,
         decoder_bias_init: Default::default(),
         cls_variance_weight: 0.0,
+        loss_gene_weight_power: 0.0,
         n_blocks: blocks,
         n_heads: heads,
         mlp_ratio,

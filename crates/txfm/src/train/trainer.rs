@@ -329,6 +329,15 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
     if let (true, DecoderBiasInit::Baseline, Some(means)) = (fresh, config.model.decoder_bias_init, &means) {
         model.init_decoder_bias(&means.constants(config.model.loss))?;
     }
+    if config.model.loss_gene_weight_power != 0.0 {
+        // From the training data at every start, resumed or not (the same data give the same
+        // weights); rank 0 holds the constants and sends them to the others.
+        let constants = means.as_ref().map(|m| m.constants(config.model.loss)).unwrap_or_default();
+        let mut bytes: Vec<u8> = constants.iter().flat_map(|c| c.to_le_bytes()).collect();
+        world.broadcast_bytes(&mut bytes, 0)?;
+        let constants: Vec<f64> = bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
+        model.set_loss_gene_weights(&constants, device)?;
+    }
     let params = trainable(&vs);
     // Identical seeding already gives every rank the same weights on CPU; this makes it so
     // whatever the device's initialisation does.
@@ -392,12 +401,14 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
         let sliced = batch.parts.len() > 1;
         for (i, &(start, len, terms)) in batch.parts.iter().enumerate() {
             let slice = sliced.then(|| batch.tensors.rows(start, len));
-            let (part_loss, _, cls) = with_autocast(device, autocast, || model.forward(slice.as_ref().unwrap_or(&batch.tensors), true));
-            // The reconstruction loss is what is reported; the optional CLS term only steers.
-            let objective = match config.model.cls_variance_weight {
-                0.0 => part_loss.shallow_clone(),
-                w => &part_loss + model.cls_variance_penalty(&cls) * w,
-            };
+            let part = slice.as_ref().unwrap_or(&batch.tensors);
+            // The unweighted reconstruction loss is what is reported; gene weights and the
+            // optional CLS term only steer.
+            let (part_loss, objective) = with_autocast(device, autocast, || {
+                let (loss, pred, cls) = model.forward(part, true);
+                let objective = model.objective(&loss, &pred, &cls, part);
+                (loss, objective)
+            });
             let share = if sliced { terms / batch.terms.max(1.0) } else { 1.0 };
             let weight = if reducer.is_some() { terms * world.size as f64 / global[0].max(1.0) } else { share };
             let last = i + 1 == batch.parts.len();
