@@ -8,44 +8,11 @@
 //! numpy extension that releases the GIL; don't. Arrays must be aligned (numpy's `flags.aligned`;
 //! the Python layer ensures it), since they are read as Rust slices.
 
-use numpy::{PyReadonlyArray1, PyReadonlyArray2};
+use numpy::ndarray::{Dimension, Ix1, Ix2};
+use numpy::{PyReadonlyArray, PyReadonlyArray2};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use txfm::data::{MemoryMatrix, Values};
-
-/// A 1-D array borrowed in its own element type.
-pub enum Held1<'py> {
-    F32(PyReadonlyArray1<'py, f32>),
-    F64(PyReadonlyArray1<'py, f64>),
-    I8(PyReadonlyArray1<'py, i8>),
-    I16(PyReadonlyArray1<'py, i16>),
-    I32(PyReadonlyArray1<'py, i32>),
-    I64(PyReadonlyArray1<'py, i64>),
-    U8(PyReadonlyArray1<'py, u8>),
-    U16(PyReadonlyArray1<'py, u16>),
-    U32(PyReadonlyArray1<'py, u32>),
-    U64(PyReadonlyArray1<'py, u64>),
-}
-
-/// A 2-D array borrowed in its own element type.
-pub enum Held2<'py> {
-    F32(PyReadonlyArray2<'py, f32>),
-    F64(PyReadonlyArray2<'py, f64>),
-    I8(PyReadonlyArray2<'py, i8>),
-    I16(PyReadonlyArray2<'py, i16>),
-    I32(PyReadonlyArray2<'py, i32>),
-    I64(PyReadonlyArray2<'py, i64>),
-    U8(PyReadonlyArray2<'py, u8>),
-    U16(PyReadonlyArray2<'py, u16>),
-    U32(PyReadonlyArray2<'py, u32>),
-    U64(PyReadonlyArray2<'py, u64>),
-}
-
-macro_rules! try_extract {
-    ($obj:expr, $held:ident, $arr:ident, [$($v:ident: $t:ty),*]) => {{
-        $(if let Ok(a) = $obj.extract::<$arr<'_, $t>>() { return Ok($held::$v(a)); })*
-    }};
-}
 
 /// Refuses a misaligned array or one whose strides are not whole elements (a field of a structured
 /// array): reading it as a slice of its element type would be undefined behaviour.
@@ -62,35 +29,6 @@ fn check_aligned(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<()> {
 fn dtype_error(what: &str, obj: &Bound<'_, PyAny>) -> PyErr {
     let dtype = obj.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| "?".into());
     PyTypeError::new_err(format!("{what}: numpy arrays of integers or floats are read; got dtype {dtype}"))
-}
-
-impl<'py> Held1<'py> {
-    pub fn extract(what: &str, obj: &Bound<'py, PyAny>) -> PyResult<Self> {
-        check_aligned(what, obj)?;
-        try_extract!(obj, Held1, PyReadonlyArray1, [F32: f32, F64: f64, I8: i8, I16: i16, I32: i32, I64: i64, U8: u8, U16: u16, U32: u32, U64: u64]);
-        Err(dtype_error(what, obj))
-    }
-
-    /// The elements, which must be contiguous (scipy's sparse arrays always are).
-    pub fn values(&self) -> PyResult<Values<'_>> {
-        macro_rules! slice {
-            ($a:expr, $v:ident) => {
-                Values::$v($a.as_slice().map_err(|_| PyTypeError::new_err("sparse matrix arrays must be contiguous"))?)
-            };
-        }
-        Ok(match self {
-            Held1::F32(a) => slice!(a, F32),
-            Held1::F64(a) => slice!(a, F64),
-            Held1::I8(a) => slice!(a, I8),
-            Held1::I16(a) => slice!(a, I16),
-            Held1::I32(a) => slice!(a, I32),
-            Held1::I64(a) => slice!(a, I64),
-            Held1::U8(a) => slice!(a, U8),
-            Held1::U16(a) => slice!(a, U16),
-            Held1::U32(a) => slice!(a, U32),
-            Held1::U64(a) => slice!(a, U64),
-        })
-    }
 }
 
 /// The smallest slice holding every element of a strided 2-D view, and where the view's first
@@ -115,46 +53,61 @@ where
     (slice, rs, cs, (-lo) as usize)
 }
 
-impl<'py> Held2<'py> {
-    pub fn extract(what: &str, obj: &Bound<'py, PyAny>) -> PyResult<Self> {
-        check_aligned(what, obj)?;
-        try_extract!(obj, Held2, PyReadonlyArray2, [F32: f32, F64: f64, I8: i8, I16: i16, I32: i32, I64: i64, U8: u8, U16: u16, U32: u32, U64: u64]);
-        Err(dtype_error(what, obj))
-    }
+/// The element types read, listed once: the enum of borrowed arrays and every dispatch over it are
+/// generated from this list.
+macro_rules! held {
+    ($($v:ident: $t:ty),*) => {
+        /// An array of dimension `D` borrowed in its own element type.
+        pub enum Held<'py, D: Dimension> {
+            $($v(PyReadonlyArray<'py, $t, D>),)*
+        }
 
-    pub fn shape(&self) -> (usize, usize) {
-        use numpy::PyUntypedArrayMethods;
-        macro_rules! shape {
-            ($($v:ident),*) => {
+        impl<'py, D: Dimension> Held<'py, D> {
+            pub fn extract(what: &str, obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+                check_aligned(what, obj)?;
+                $(if let Ok(a) = obj.extract::<PyReadonlyArray<'py, $t, D>>() {
+                    return Ok(Held::$v(a));
+                })*
+                Err(dtype_error(what, obj))
+            }
+        }
+
+        impl Held<'_, Ix1> {
+            /// The elements, which must be contiguous (scipy's sparse arrays always are).
+            pub fn values(&self) -> PyResult<Values<'_>> {
+                let contiguous = |_| PyTypeError::new_err("sparse matrix arrays must be contiguous");
+                Ok(match self {
+                    $(Held::$v(a) => Values::$v(a.as_slice().map_err(contiguous)?),)*
+                })
+            }
+        }
+
+        impl Held<'_, Ix2> {
+            pub fn shape(&self) -> (usize, usize) {
+                use numpy::PyUntypedArrayMethods;
                 match self {
-                    $(Held2::$v(a) => (a.shape()[0], a.shape()[1]),)*
+                    $(Held::$v(a) => (a.shape()[0], a.shape()[1]),)*
                 }
-            };
-        }
-        shape!(F32, F64, I8, I16, I32, I64, U8, U16, U32, U64)
-    }
+            }
 
-    pub fn matrix(&self) -> MemoryMatrix<'_> {
-        macro_rules! dense {
-            ($a:expr, $v:ident) => {{
-                let (s, row_stride, col_stride, offset) = span($a);
-                MemoryMatrix::Dense { values: Values::$v(s), row_stride, col_stride, offset }
-            }};
+            pub fn matrix(&self) -> MemoryMatrix<'_> {
+                match self {
+                    $(Held::$v(a) => {
+                        let (s, row_stride, col_stride, offset) = span(a);
+                        MemoryMatrix::Dense { values: Values::$v(s), row_stride, col_stride, offset }
+                    })*
+                }
+            }
         }
-        match self {
-            Held2::F32(a) => dense!(a, F32),
-            Held2::F64(a) => dense!(a, F64),
-            Held2::I8(a) => dense!(a, I8),
-            Held2::I16(a) => dense!(a, I16),
-            Held2::I32(a) => dense!(a, I32),
-            Held2::I64(a) => dense!(a, I64),
-            Held2::U8(a) => dense!(a, U8),
-            Held2::U16(a) => dense!(a, U16),
-            Held2::U32(a) => dense!(a, U32),
-            Held2::U64(a) => dense!(a, U64),
-        }
-    }
+    };
 }
+
+held!(F32: f32, F64: f64, I8: i8, I16: i16, I32: i32, I64: i64, U8: u8, U16: u16, U32: u32, U64: u64);
+
+/// A 1-D array (scipy's `indptr`, `indices`, `data`).
+pub type Held1<'py> = Held<'py, Ix1>;
+/// A 2-D array (a dense `X`).
+pub type Held2<'py> = Held<'py, Ix2>;
 
 /// The arrays of a matrix spec, borrowed.
 pub enum HeldMatrix<'py> {
