@@ -256,6 +256,9 @@ impl ModelConfig {
         if !(self.loss_gene_weight_power.is_finite() && (0.0..=2.0).contains(&self.loss_gene_weight_power)) {
             return bad("loss_gene_weight_power", format!("must be an exponent in [0, 2], got {}", self.loss_gene_weight_power));
         }
+        if self.loss_gene_weight_power != 0.0 && !matches!(self.loss, LossKind::Poisson | LossKind::NegativeBinomial) {
+            return bad("loss_gene_weight_power", format!("weights genes by their mean count: it needs a count loss (poisson or negative_binomial), not {:?}", self.loss));
+        }
         if self.n_visible == 0 {
             return bad("n_visible", "must be at least 1".into());
         }

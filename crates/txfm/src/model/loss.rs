@@ -63,6 +63,16 @@ pub fn masked_mean(values: &Tensor, mask: &Tensor) -> Tensor {
     kept.sum(kept.kind()) / mask.sum(kept.kind()).clamp_min(1.0)
 }
 
+/// The weighted mean `Σ w_g v_ng / Σ w_g` of `values: [n, G]` over the entries where `mask` is
+/// true, with per-column weights `weights: [G]` (positive); a scalar, safe against non-finite
+/// values outside the mask as [`masked_mean`] is.
+pub fn weighted_masked_mean(values: &Tensor, mask: &Tensor, weights: &Tensor) -> Tensor {
+    let zeros = values.zeros_like();
+    let w = weights.to_kind(values.kind()).unsqueeze(0).expand_as(values);
+    let kept = (values * &w).where_self(mask, &zeros);
+    kept.sum(kept.kind()) / w.where_self(mask, &zeros).sum(kept.kind()).clamp_min(1e-30)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

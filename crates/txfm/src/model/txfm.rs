@@ -9,7 +9,7 @@ use super::batch_tensors::BatchTensors;
 use super::config::{LossKind, ModelConfig};
 use super::decoder::Decoder;
 use super::encoder::{Encoder, VisibleTokens};
-use super::loss::masked_mean;
+use super::loss::{masked_mean, weighted_masked_mean};
 use crate::{Error, Result};
 
 /// The model. Its parameters live in the `VarStore` behind the path it was built on, on that
@@ -94,9 +94,6 @@ impl TxFm {
         if power == 0.0 {
             return Ok(());
         }
-        if !matches!(self.config.loss, LossKind::Poisson | LossKind::NegativeBinomial) {
-            return Err(Error::Invalid(format!("loss_gene_weight_power = {power} needs a count loss (poisson or negative_binomial), not {:?}", self.config.loss)));
-        }
         if constants.len() != self.n_genes {
             return Err(Error::Invalid(format!("{} baseline constants for a vocabulary of {} genes", constants.len(), self.n_genes)));
         }
@@ -115,17 +112,13 @@ impl TxFm {
     pub fn objective(&self, loss: &Tensor, pred: &Tensor, cls: &Tensor, batch: &BatchTensors) -> Tensor {
         let reconstruction = match &self.loss_weights {
             None => loss.shallow_clone(),
-            Some(w) => {
-                let elementwise = self.config.loss.elementwise(pred, &batch.target, self.log_theta.as_ref());
-                // Σ w_g ℓ_ng / Σ w_g over the profiled entries: a weighted mean, so the loss keeps
-                // its scale. (Micro-batches join their parts by entry count, which equals the
-                // whole batch's weighted mean only approximately.)
-                let mask = &batch.target_mask;
-                let w = w.to_kind(elementwise.kind()).unsqueeze(0);
-                let kept = (&elementwise * &w).where_self(mask, &elementwise.zeros_like());
-                let norm = w.expand_as(&elementwise).where_self(mask, &elementwise.zeros_like());
-                kept.sum(kept.kind()) / norm.sum(kept.kind()).clamp_min(1e-30)
-            }
+            // A weighted mean, so the loss keeps its scale. (Micro-batches join their parts by
+            // entry count, which equals the whole batch's weighted mean only approximately.)
+            Some(w) => weighted_masked_mean(
+                &self.config.loss.elementwise(pred, &batch.target, self.log_theta.as_ref()),
+                &batch.target_mask,
+                w,
+            ),
         };
         match self.config.cls_variance_weight {
             0.0 => reconstruction,
@@ -348,9 +341,7 @@ mod tests {
         // Weights need a count loss and one constant per gene.
         assert!(model.set_loss_gene_weights(&constants[1..], Device::Cpu).is_err());
         let mse = ModelConfig { loss: LossKind::Mse, ..config.clone() };
-        let mse_vs = nn::VarStore::new(Device::Cpu);
-        let mut mse_model = TxFm::new(&mse_vs.root(), &mse, G).unwrap();
-        assert!(mse_model.set_loss_gene_weights(&constants, Device::Cpu).unwrap_err().to_string().contains("count loss"));
+        assert!(mse.validate("test").unwrap_err().to_string().contains("count loss"));
         assert!(ModelConfig { loss_gene_weight_power: -1.0, ..config }.validate("test").is_err());
     }
 
