@@ -16,19 +16,21 @@ fn quickstart_runs_the_pipeline_and_writes_a_report() {
     for f in ["sim.h5ad", "sim.pairs.csv", "sim.truth.json", "corpus.toml", "corpus/corpus.json", "cells.pca.pcs.tsv"] {
         assert!(qs.join(f).exists(), "{f} missing");
     }
-    // Stages 4-6: the screen with three embeddings, benchmarked against the true pairs.
+    // Stages 4-6: the screen with four embeddings, benchmarked against the true pairs. The
+    // [CLS ; token mean] read-out comes from the same pass as X_txfm: its first half is X_txfm.
     let py = txfm::testing::run_python(
-        "import sys, anndata; a = anndata.read_h5ad(sys.argv[1]); \
-         print(a.n_obs, sorted(a.obsm.keys()), a.obsm['X_txfm'].shape[1], a.obsm['X_pca'].shape[1])",
+        "import sys, anndata, numpy as np; a = anndata.read_h5ad(sys.argv[1]); m = a.obsm['X_txfm_cls_mean']; \
+         print(a.n_obs, sorted(a.obsm.keys()), a.obsm['X_txfm'].shape[1], m.shape[1], a.obsm['X_pca'].shape[1], \
+         np.array_equal(m[:, :64], a.obsm['X_txfm']), np.abs(m[:, 64:] - m[:, :64]).max() > 0.01)",
         &[qs.join("cells.h5ad").to_str().unwrap()],
     );
-    assert_eq!(py.trim(), "2000 ['X_libnorm', 'X_pca', 'X_txfm'] 64 50");
+    assert_eq!(py.trim(), "2000 ['X_libnorm', 'X_pca', 'X_txfm', 'X_txfm_cls_mean'] 64 128 50 True True");
     let bench = txfm::eval::perturb::report::PerturbReport::read_json(&qs.join("bench/report.json")).unwrap();
     let best: Vec<&str> = bench.best_rows().iter().map(|r| r.embedding.as_str()).collect();
-    assert_eq!(best, ["X_txfm", "X_pca", "X_libnorm"]);
+    assert_eq!(best, ["X_txfm", "X_txfm_cls_mean", "X_pca", "X_libnorm"]);
     // The simulated knockdowns move whole modules, so PCA's perturbation means put the true pairs
     // in the 5%/95% tails far more often than the 10% of chance.
-    let pca_bmdb = bench.best_rows()[1].summary.bmdb.mean.unwrap();
+    let pca_bmdb = bench.best_rows()[2].summary.bmdb.mean.unwrap();
     assert!(pca_bmdb > 30.0, "PCA bmdb {pca_bmdb}");
     assert!(report.contains("## 6. Perturbation benchmark") && report.contains("| X_pca |"), "{report}");
     for png in ["metrics.png", "bmdb_recall.png", "postprocess.png"] {

@@ -104,9 +104,10 @@ fn array2<'py>(py: Python<'py>, n: usize, d: usize, values: Vec<f32>) -> PyResul
     Ok(a.into_pyarray(py))
 }
 
-/// CLS embeddings of every row. Returns `float32 [n_obs, d]`.
+/// Embeddings of every row (`readout`: `cls` or `cls_mean`). Returns `float32 [n_obs, d]` (`2d`
+/// for `cls_mean`).
 #[pyfunction]
-#[pyo3(signature = (model, spec, obs_names, var_names, matrix_name="X", k=None, samplings=1, seed=None, batch_size=256, device="cpu", gene_ids="auto", allow_non_counts=false, threads=None, progress=None))]
+#[pyo3(signature = (model, spec, obs_names, var_names, matrix_name="X", k=None, samplings=1, readout="cls", seed=None, batch_size=256, device="cpu", gene_ids="auto", allow_non_counts=false, threads=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn embed<'py>(
     py: Python<'py>,
@@ -117,6 +118,7 @@ fn embed<'py>(
     matrix_name: &str,
     k: Option<usize>,
     samplings: usize,
+    readout: &str,
     seed: Option<u64>,
     batch_size: usize,
     device: &str,
@@ -132,6 +134,7 @@ fn embed<'py>(
         gene_ids: gene_id_kind(gene_ids)?,
         k,
         samplings,
+        readout: readout.parse().py()?,
         seed,
         batch_size,
         device: device.parse().py()?,
@@ -316,6 +319,7 @@ fn bench_perturb<'py>(
                 model,
                 baselines: baselines.iter().map(|b| b.parse::<Baseline>()).collect::<txfm::Result<_>>().py()?,
                 scvi_max_epochs: None,
+                ..Additions::default()
             };
             py.detach(|| bar.run(|b| bench_file(path, &input_cfg, &add, &settings, &annotations, &out, &mut |_| {}, b)))
         }

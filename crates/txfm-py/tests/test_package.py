@@ -69,6 +69,24 @@ def test_embed_equals_cli_bit_for_bit(trained, cells, cli, tmp_path):
     np.testing.assert_array_equal(backed.obsm["X_txfm"], want)
 
 
+def test_cls_mean_readout_equals_cli_and_keeps_the_cls(trained, cells, cli, tmp_path):
+    _, _, run, _ = trained
+    small = cells[:200].copy()
+    path = tmp_path / "cells.h5ad"
+    small.write_h5ad(path)
+    out = tmp_path / "emb.npy"
+    r = run_cli(cli, "embed", "--model", run, "--input", path, "--output", out, "--readout", "cls_mean")
+    assert r.returncode == 0, r.stderr
+    want = np.load(out)
+    both = txfm.embed(small.copy(), run, readout="cls_mean", progress=False).obsm["X_txfm"]
+    np.testing.assert_array_equal(both, want)
+    cls = txfm.embed(small.copy(), run, progress=False).obsm["X_txfm"]
+    assert both.shape == (200, 2 * cls.shape[1])
+    np.testing.assert_array_equal(both[:, : cls.shape[1]], cls)
+    with pytest.raises(ValueError, match="expected cls or cls_mean"):
+        txfm.embed(small.copy(), run, readout="mean", progress=False)
+
+
 def test_csr_csc_and_dense_give_the_same(trained, cells):
     _, _, run, _ = trained
     small = cells[:200].copy()

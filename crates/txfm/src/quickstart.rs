@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::atomic::write_atomic;
-use crate::embed::EmbedSummary;
+use crate::embed::{EmbedOptions, EmbedSummary};
+use crate::model::Readout;
 use crate::eval::annotations::load_paths;
 use crate::eval::perturb::input::{load as load_perturb_input, InputConfig};
 use crate::eval::genes::{gene_recall, report as gene_report, GeneRecallConfig, GeneVectors, NullMode, DECODER_COMPONENTS, ENCODER_COMPONENTS};
 use crate::eval::perturb::plots::write_plots;
-use crate::eval::perturb::prepare::{prepare, Baseline, Prepare};
+use crate::eval::perturb::prepare::{prepare, Baseline, Prepare, CLS_MEAN_KEY};
 use crate::eval::perturb::report::PerturbReport;
 use crate::eval::perturb::run::{run as run_benchmark, PerturbConfig};
 use crate::corpus::{build_corpus, stats::stats_table, BuildOptions, Corpus, CorpusSummary, DatasetSpec, Filters, Manifest};
@@ -82,7 +83,7 @@ pub struct QuickstartOutputs {
 }
 
 /// The embeddings the benchmark compares, in table order.
-pub const EMBEDDINGS: [&str; 3] = ["X_txfm", "X_pca", "X_libnorm"];
+pub const EMBEDDINGS: [&str; 4] = ["X_txfm", CLS_MEAN_KEY, "X_pca", "X_libnorm"];
 
 /// Runs every stage and writes `report.md` in `cfg.out`.
 pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
@@ -117,7 +118,13 @@ pub fn run(cfg: &QuickstartConfig) -> Result<QuickstartOutputs> {
 
     stage(cfg, "4/7 embed every cell with the trained model; 5/7 PCA and (Lib+Log)Norm baselines");
     let cells = out.join("cells.h5ad");
-    let what = Prepare { model: Some(run_dir.clone()), baselines: vec![Baseline::Pca, Baseline::Libnorm], ..Prepare::default() };
+    // The [CLS ; token mean] read-out beside the paper's CLS, from the same pass (docs/experiments.md § 14).
+    let what = Prepare {
+        model: Some(run_dir.clone()),
+        embed: EmbedOptions { readout: Readout::ClsMean, ..EmbedOptions::default() },
+        baselines: vec![Baseline::Pca, Baseline::Libnorm],
+        ..Prepare::default()
+    };
     let prepared = prepare(&h5ad, &cells, &what, &bar_for(cfg))?;
     let embed = prepared.embed.clone().expect("a model was given");
 
@@ -175,17 +182,20 @@ fn later_stages_markdown(embed: &EmbedSummary, pca_variance: f64, bench: &Pertur
     };
     let mut s = format!(
         "\n## 4. Embedding\n\n\
-         `txfm embed` wrote the CLS embedding of all {n} cells ({d} dimensions) into `obsm['X_txfm']` \
-         of `cells.h5ad` at {rate:.0} cells/s.\n\n\
+         `txfm embed --readout cls_mean` wrote the CLS embedding of all {n} cells ({d} dimensions, \
+         the paper's) into `obsm['X_txfm']` of `cells.h5ad`, and beside it the CLS with the mean of \
+         the visible genes' output tokens ({d2} dimensions) into `obsm['{CLS_MEAN_KEY}']`, at {rate:.0} \
+         cells/s.\n\n\
          ## 5. Baselines\n\n\
          `txfm baseline pca` added `obsm['X_pca']` (50 components of LibNorm+log1p, {var:.1}% of the \
          variance; loadings in `cells.pca.pcs.tsv`) and `txfm baseline libnorm` `obsm['X_libnorm']`.\n\n\
          ## 6. Perturbation benchmark\n\n\
-         `txfm bench perturb` on the three embeddings, with the simulator's true gene pairs as the \
+         `txfm bench perturb` on the four embeddings, with the simulator's true gene pairs as the \
          known relationships (bmdb). Full report: `bench/report.md`, `bench/report.json`; plots: \
          `bench/metrics.png`, `bench/bmdb_recall.png`, `bench/postprocess.png`.\n\n",
         n = embed.n_obs,
-        d = embed.dim,
+        d = embed.dim / 2,
+        d2 = embed.dim,
         rate = embed.cells_per_second(),
         var = 100.0 * pca_variance,
     );

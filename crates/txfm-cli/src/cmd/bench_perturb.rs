@@ -24,6 +24,10 @@ pub struct Args {
     /// Embed the input with this trained run (or checkpoint) first and evaluate it as X_txfm.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// --model's read-out: cls (X_txfm, the paper's) or cls_mean (also X_txfm_cls_mean,
+    /// [CLS ; token mean], from the same pass).
+    #[arg(long, default_value = "cls", value_parser = ["cls", "cls_mean"], requires = "model")]
+    readout: String,
     /// Compute a baseline on the input first and evaluate it: pca (X_pca), libnorm (X_libnorm)
     /// or scvi (X_scvi: scVI fitted on the input with scvi-tools' defaults and --batch-key as its
     /// covariate; the model lands in OUT/cells.scvi/); repeatable. With --model or --baseline the input plus the new embeddings is
@@ -130,6 +134,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let add = Additions {
         model: a.model.clone(),
+        readout: a.readout.parse()?,
         baselines: a.baselines.iter().map(|b| b.parse::<Baseline>()).collect::<Result<_, _>>()?,
         scvi_max_epochs: a.scvi_max_epochs,
     };

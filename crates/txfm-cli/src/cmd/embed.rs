@@ -1,17 +1,18 @@
-//! `txfm embed`: CLS embeddings of every sample of an input file.
+//! `txfm embed`: embeddings (the CLS, or [CLS ; token mean]) of every sample of an input file.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use txfm::embed::{EmbedJob, EmbedOptions, OutputFormat};
+use txfm::model::Readout;
 use txfm::runtime::DeviceSpec;
 
 use super::source_args::SourceArgs;
 
 /// Embed every sample of an input (.h5ad, 10x MTX folder or bulk table) with a trained model:
 /// its genes are mapped onto the model's vocabulary, K visible genes are drawn from those it
-/// profiles as in training, and the encoder's CLS output is written, streamed chunk by chunk.
+/// profiles as in training, and the encoder's CLS output (see --readout) is written, streamed chunk by chunk.
 /// Output by extension: .h5ad (a copy of the input's obs, var, X and obsm plus obsm[KEY]),
 /// .npy (float32 n_obs × d, with obs in <stem>.obs.tsv) or .parquet (obs_name, obs columns,
 /// KEY_0 … KEY_{d-1}).
@@ -42,6 +43,11 @@ pub struct Args {
     /// Average the CLS of this many independent draws of the visible genes.
     #[arg(long, default_value_t = 1)]
     samplings: usize,
+    /// What to read from the encoder: cls (the CLS token, the paper's sample embedding) or
+    /// cls_mean ([CLS ; mean of the visible genes' output tokens], twice as wide; +2.6 points of
+    /// the benchmark average on the CPU recipe, docs/experiments.md § 14).
+    #[arg(long, default_value = "cls", value_parser = ["cls", "cls_mean"])]
+    readout: String,
     /// Visible genes per sample, capped at the genes the input profiles. Default: the model's K;
     /// for a run that draws detected genes first (loader.zero_weight < 1), every detected gene
     /// of each cell and at least K. Give it to replay the training loader's draw exactly.
@@ -77,6 +83,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         seed: a.seed,
         k: a.k,
         samplings: a.samplings,
+        readout: a.readout.parse::<Readout>()?,
         batch_size: a.batch_size,
         device: a.device.parse::<DeviceSpec>()?,
         threads: a.threads,
@@ -85,7 +92,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let job = EmbedJob::prepare(opts)
         .with_context(|| format!("embedding {} with {}", a.input.display(), a.model.display()))?;
-    eprintln!("model {} (step {}, d = {})", job.embedder.bundle.dir.display(), job.embedder.bundle.step().map_or("?".to_string(), |s| s.to_string()), job.embedder.dim());
+    eprintln!(
+        "model {} (step {}, d = {}), read-out {} ({} dims)",
+        job.embedder.bundle.dir.display(),
+        job.embedder.bundle.step().map_or("?".to_string(), |s| s.to_string()),
+        job.embedder.bundle.config.model.d_model,
+        job.opts.readout,
+        job.embedder.dim()
+    );
     eprintln!("genes: {}", job.genes.mapping.report);
     eprintln!("{}", job.genes);
     let profiled = job.genes.profiled.len();

@@ -15,7 +15,7 @@ use tch::{nn, Device, Tensor};
 use super::genes::{GeneMap, ModelRows};
 use super::sampler::Sampler;
 use crate::data::{CsrChunk, ExpressionSource};
-use crate::model::{ModelBundle, TxFm};
+use crate::model::{ModelBundle, Readout, TxFm};
 use crate::runtime::with_autocast;
 use crate::{Error, Result};
 
@@ -26,6 +26,8 @@ pub struct Embedder {
     _vs: nn::VarStore,
     model: TxFm,
     device: Device,
+    /// What is read from the encoder's output tokens ([`Readout::Cls`] unless set).
+    pub readout: Readout,
 }
 
 impl Embedder {
@@ -34,12 +36,12 @@ impl Embedder {
     pub fn load(path: &Path, device: Device) -> Result<Self> {
         let bundle = ModelBundle::open(path)?;
         let (vs, model) = bundle.load_weights(device)?;
-        Ok(Embedder { bundle, _vs: vs, model, device })
+        Ok(Embedder { bundle, _vs: vs, model, device, readout: Readout::Cls })
     }
 
-    /// Embedding width `d` (the model's `d_model`).
+    /// Embedding width: the model's `d_model`, twice that for [`Readout::ClsMean`].
     pub fn dim(&self) -> usize {
-        self.model.config().d_model
+        self.readout.width(self.model.config().d_model)
     }
 
     /// The model's gene ids, in weight order. `[G]`
@@ -65,7 +67,7 @@ impl Embedder {
         }
     }
 
-    /// CLS embeddings of every row of `rows`, averaged over samplings `0..samplings`, encoded
+    /// Embeddings ([`Embedder::readout`]) of every row of `rows`, averaged over samplings `0..samplings`, encoded
     /// `batch_size` rows at a time. Row-major `[rows.n_rows(), d]`.
     pub fn embed_rows(&self, rows: &ModelRows, profiled: &[u32], sampler: &Sampler, samplings: usize, batch_size: usize) -> Vec<f32> {
         let (n, d) = (rows.n_rows(), self.dim());
@@ -76,7 +78,7 @@ impl Embedder {
                 let visible = sampler.visible(rows, profiled, s as u64, start..end).to_tensors(self.device);
                 // On CUDA the encoder runs at the precision it was trained in (bf16 autocast by default).
                 let autocast = (self.device != Device::Cpu && self.bundle.config.autocast).then_some(self.bundle.config.autocast_dtype);
-                let cls: Tensor = tch::no_grad(|| with_autocast(self.device, autocast, || self.model.encode(&visible, false)));
+                let cls: Tensor = tch::no_grad(|| with_autocast(self.device, autocast, || self.model.embed(&visible, self.readout)));
                 let cls: Vec<f32> = Vec::try_from(cls.to_device(Device::Cpu).to_kind(tch::Kind::Float).flatten(0, -1))
                     .expect("a float tensor converts to Vec<f32>");
                 for (o, c) in out[start * d..end * d].iter_mut().zip(cls) {

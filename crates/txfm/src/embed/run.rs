@@ -16,6 +16,7 @@ use crate::corpus::Corpus;
 use crate::data::counts_check::CountsCheck;
 use crate::data::genes::GeneIdKind;
 use crate::data::{open_source, CsrChunk, ExpressionSource, SourceFormat, SourceOptions};
+use crate::model::Readout;
 use crate::runtime::DeviceSpec;
 use crate::{Error, Result};
 
@@ -45,6 +46,9 @@ pub struct EmbedOptions {
     pub k: Option<usize>,
     /// Independent draws of the visible genes averaged into each embedding.
     pub samplings: usize,
+    /// What is read from the encoder's output tokens: the CLS (the paper's, the default) or
+    /// `[CLS ; token mean]`, twice as wide.
+    pub readout: Readout,
     /// Samples per forward pass.
     pub batch_size: usize,
     pub chunk_rows: usize,
@@ -70,6 +74,7 @@ impl Default for EmbedOptions {
             seed: None,
             k: None,
             samplings: 1,
+            readout: Readout::Cls,
             batch_size: 256,
             chunk_rows: DEFAULT_CHUNK_ROWS,
             device: DeviceSpec::Cpu,
@@ -168,7 +173,8 @@ impl<'a> EmbedJob<'a> {
         EmbedJob::with_source(opts, OutputFormat::Npy, embedder, src)
     }
 
-    fn with_source(opts: EmbedOptions, format: OutputFormat, embedder: Embedder, mut src: Box<dyn ExpressionSource + 'a>) -> Result<Self> {
+    fn with_source(opts: EmbedOptions, format: OutputFormat, mut embedder: Embedder, mut src: Box<dyn ExpressionSource + 'a>) -> Result<Self> {
+        embedder.readout = opts.readout;
         let input = src.path().to_path_buf();
         let genes = GeneMap::new(src.var_names(), opts.gene_ids, embedder.vocab(), &input)?;
         // Checked whatever the model's tau: a mistyped path must not pass unnoticed because this

@@ -100,6 +100,15 @@ pub enum ValueEncoding {
     /// the value (hidden width `d`), as scGPT encodes continuous values: every coordinate of the
     /// token can carry the value, and its LayerNorm cannot wash it out.
     Mlp,
+    /// `E_i + x_i·V_i`: a `d`-dim embedding plus the value times a second learned `d`-dim vector
+    /// of the same gene. Under the other two encodings the value moves every gene's token along
+    /// the same direction(s), so an attention head's weighted sum over the tokens carries one
+    /// value summary per value direction; here each gene's value has its own direction, and a
+    /// head that attends evenly already reads a learned linear map of the visible expression
+    /// (what a PCA projection is). Costs a second `[G, d]` table. An experiment's option: on the
+    /// CPU recipe it reconstructed as well and lost most of the perturbation signal
+    /// (docs/experiments.md § 15).
+    PerGene,
 }
 
 /// The decoder from the CLS embedding to one value per vocabulary gene.

@@ -8,6 +8,7 @@ use tch::{Kind, Tensor};
 
 use super::block::{Block, layer_norm};
 use super::config::{ModelConfig, ValueEncoding};
+use super::readout::Readout;
 
 /// The visible genes of a batch as tensors on the model's device.
 #[derive(Debug)]
@@ -33,12 +34,20 @@ impl ValueMlp {
     }
 }
 
+/// How the encoder turns a gene's value into part of its token (see [`ValueEncoding`]).
+#[derive(Debug)]
+enum Value {
+    Concat,
+    Mlp(ValueMlp),
+    /// `[G, d]`: each gene's value direction `V_i`.
+    PerGene(Tensor),
+}
+
 #[derive(Debug)]
 pub(super) struct Encoder {
     /// `[G, d - 1]` (concatenated value) or `[G, d]` (encoded value)
     gene_embedding: Tensor,
-    /// `None` for the concatenated value.
-    value: Option<ValueMlp>,
+    value: Value,
     /// `[1, 1, d]`
     cls: Tensor,
     blocks: Vec<Block>,
@@ -51,7 +60,7 @@ impl Encoder {
         let init = nn::Init::Randn { mean: 0.0, stdev: 0.02 };
         let gene_init = nn::Init::Randn { mean: 0.0, stdev: config.gene_embedding_std };
         let (embedding_width, value) = match config.value_encoding {
-            ValueEncoding::Concat => (d - 1, None),
+            ValueEncoding::Concat => (d - 1, Value::Concat),
             ValueEncoding::Mlp => {
                 let v = &path / "value";
                 // Scaled so the value's encoding starts as large as the gene embedding it is added
@@ -60,7 +69,15 @@ impl Encoder {
                 let fc1 = nn::linear(&v / "fc1", 1, d, nn::LinearConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: 1.0 }, bs_init: Some(nn::Init::Const(0.0)), bias: true });
                 let fc2_std = config.gene_embedding_std / (d as f64).sqrt();
                 let fc2 = nn::linear(&v / "fc2", d, d, nn::LinearConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: fc2_std }, bs_init: Some(nn::Init::Const(0.0)), bias: true });
-                (d, Some(ValueMlp { fc1, fc2 }))
+                (d, Value::Mlp(ValueMlp { fc1, fc2 }))
+            }
+            ValueEncoding::PerGene => {
+                // A detected gene's preprocessed value is ~3–11 (log1p of a count normalised to
+                // 1e5), so a quarter of the embedding's scale gives `x_i·V_i` about the size of
+                // `E_i` from the start: the values move the tokens, and the genes stay apart.
+                let std = config.gene_embedding_std / 4.0;
+                let table = path.var("value_embedding", &[n_genes as i64, d], nn::Init::Randn { mean: 0.0, stdev: std });
+                (d, Value::PerGene(table))
             }
         };
         let blocks = (0..config.n_blocks)
@@ -98,12 +115,40 @@ impl Encoder {
 
     /// Tokens `[n, k, d]` → CLS output `[n, d]` after the final LayerNorm.
     pub(super) fn forward(&self, visible: &VisibleTokens, train: bool) -> Tensor {
+        self.norm.forward(&self.trunk(visible, train).select(1, 0))
+    }
+
+    /// The sample embedding `[n, readout.width(d)]` of [`Readout`], in evaluation mode.
+    pub(super) fn read_out(&self, visible: &VisibleTokens, readout: Readout) -> Tensor {
+        let x = self.trunk(visible, false);
+        let cls = self.norm.forward(&x.select(1, 0));
+        match readout {
+            Readout::Cls => cls,
+            Readout::ClsMean => {
+                let k = visible.genes.size()[1];
+                let tokens = self.norm.forward(&x.narrow(1, 1, k));
+                // Padding slots are left out of the mean; a row with no visible gene keeps 0.
+                let keep = visible.pad.logical_not().to_kind(tokens.kind()).unsqueeze(-1);
+                let dims: &[i64] = &[1];
+                let mean = (&tokens * &keep).sum_dim_intlist(dims, false, tokens.kind())
+                    / keep.sum_dim_intlist(dims, false, tokens.kind()).clamp_min(1.0);
+                Tensor::cat(&[cls, mean], 1)
+            }
+        }
+    }
+
+    /// Tokens through the blocks: `[n, k + 1, d]`, the CLS first, before the final LayerNorm.
+    fn trunk(&self, visible: &VisibleTokens, train: bool) -> Tensor {
         let (n, k) = visible.genes.size2().unwrap();
         let embedding = self.gene_embedding.index_select(0, &visible.genes.reshape([-1])).view([n, k, -1]);
         let values = visible.values.to_kind(embedding.kind());
         let tokens = match &self.value {
-            None => Tensor::cat(&[embedding, values.unsqueeze(-1)], -1),
-            Some(mlp) => embedding + mlp.forward(&values),
+            Value::Concat => Tensor::cat(&[embedding, values.unsqueeze(-1)], -1),
+            Value::Mlp(mlp) => embedding + mlp.forward(&values),
+            Value::PerGene(table) => {
+                let direction = table.index_select(0, &visible.genes.reshape([-1])).view([n, k, -1]);
+                embedding + direction * values.unsqueeze(-1)
+            }
         };
         let d = tokens.size()[2];
         let mut x = Tensor::cat(&[self.cls.expand([n, 1, d], false), tokens], 1);
@@ -113,7 +158,7 @@ impl Encoder {
         for block in &self.blocks {
             x = block.forward(&x, &keep, train);
         }
-        self.norm.forward(&x.select(1, 0))
+        x
     }
 
     pub(super) fn num_parameters(config: &ModelConfig, n_genes: usize) -> usize {
@@ -121,6 +166,7 @@ impl Encoder {
         let (embedding, value) = match config.value_encoding {
             ValueEncoding::Concat => (d - 1, 0),
             ValueEncoding::Mlp => (d, (d + d) + (d * d + d)),
+            ValueEncoding::PerGene => (d, n_genes * d),
         };
         n_genes * embedding + value + d + config.n_blocks * Block::num_parameters(d, config.mlp_ratio) + 2 * d
     }

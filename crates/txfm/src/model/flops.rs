@@ -8,7 +8,7 @@
 //!   attention scores and their weighted sum (padding keys are computed and masked, so they count);
 //! - the decoder: `2·(its weight matrices' entries)`, applied to the CLS output only;
 //! - the tokens themselves `[E_i ; x_i]` are gathered and concatenated, not multiplied; a learned
-//!   value encoding (`value_encoding = "mlp"`) costs `2·K·(d + d²)`.
+//!   value encoding (`value_encoding = "mlp"`) costs `2·K·(d + d²)`; the per-gene one is elementwise.
 
 use super::config::{DecoderConfig, ModelConfig, ValueEncoding};
 
@@ -37,6 +37,8 @@ fn value_flops(config: &ModelConfig) -> f64 {
     match config.value_encoding {
         ValueEncoding::Concat => 0.0,
         ValueEncoding::Mlp => 2.0 * config.n_visible as f64 * (d + d * d),
+        // An elementwise product per token, not a matmul.
+        ValueEncoding::PerGene => 0.0,
     }
 }
 

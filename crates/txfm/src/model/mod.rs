@@ -12,6 +12,7 @@ mod decoder;
 mod encoder;
 pub mod flops;
 mod loss;
+mod readout;
 mod sampling;
 #[cfg(test)]
 mod testutil;
@@ -23,5 +24,6 @@ pub use bundle::ModelBundle;
 pub use config::{CountActivation, DecoderBiasInit, DecoderConfig, LossKind, ModelConfig, ValueEncoding};
 pub use encoder::VisibleTokens;
 pub use loss::masked_mean;
+pub use readout::Readout;
 pub use sampling::{frequency_weights, sample_visible_genes, sample_visible_genes_expressed};
 pub use txfm::{TxFm, num_parameters};

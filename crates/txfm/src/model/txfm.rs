@@ -10,6 +10,7 @@ use super::config::{LossKind, ModelConfig};
 use super::decoder::Decoder;
 use super::encoder::{Encoder, VisibleTokens};
 use super::loss::{masked_mean, weighted_masked_mean};
+use super::readout::Readout;
 use crate::{Error, Result};
 
 /// The model. Its parameters live in the `VarStore` behind the path it was built on, on that
@@ -60,6 +61,12 @@ impl TxFm {
     /// stochastic depth on.
     pub fn encode(&self, visible: &VisibleTokens, train: bool) -> Tensor {
         self.encoder.forward(visible, train)
+    }
+
+    /// Visible tokens `[n, k]` → sample embeddings `[n, readout.width(d)]`, in evaluation mode
+    /// (what `txfm embed` writes); [`Readout::Cls`] is [`TxFm::encode`]'s CLS.
+    pub fn embed(&self, visible: &VisibleTokens, readout: Readout) -> Tensor {
+        self.encoder.read_out(visible, readout)
     }
 
     /// CLS `[n, d]` → predicted preprocessed values `x̂` `[n, G]`, after the count activation.
@@ -172,7 +179,7 @@ pub fn num_parameters(config: &ModelConfig, n_genes: usize) -> usize {
 mod tests {
     use super::*;
     use crate::model::config::{CountActivation, DecoderConfig};
-    use crate::model::testutil::{lock_torch_rng, max_abs_diff, scalar};
+    use crate::model::testutil::{lock_torch_rng, max_abs_diff, scalar, values};
     use crate::train::Batch;
     use std::sync::MutexGuard;
     use tch::Device;
@@ -236,6 +243,7 @@ mod tests {
             ModelConfig { decoder: DecoderConfig::ResidualMlp { n_layers: 8, d_hidden: 48 }, ..tiny.clone() },
             ModelConfig { loss: LossKind::NegativeBinomial, ..tiny.clone() },
             ModelConfig { value_encoding: crate::model::ValueEncoding::Mlp, ..tiny.clone() },
+            ModelConfig { value_encoding: crate::model::ValueEncoding::PerGene, ..tiny.clone() },
             ModelConfig { n_blocks: 3, mlp_ratio: 2, ..ModelConfig::s() },
         ];
         let _rng = lock_torch_rng();
@@ -300,6 +308,11 @@ mod tests {
                 }
             }
         }
+        for readout in [Readout::Cls, Readout::ClsMean] {
+            let a = model.embed(&visible(&plain), readout);
+            let b = model.embed(&visible(&padded), readout);
+            assert!(max_abs_diff(&a, &b) < 1e-5, "{readout}: {}", max_abs_diff(&a, &b));
+        }
         let a = model.encode(&visible(&plain), false);
         let b = model.encode(&visible(&padded), false);
         assert!(max_abs_diff(&a, &b) < 1e-5, "{}", max_abs_diff(&a, &b));
@@ -307,6 +320,29 @@ mod tests {
         padded.visible_pad = vec![false; 10];
         let c = model.encode(&visible(&padded), false);
         assert!(max_abs_diff(&a, &c) > 1e-3);
+    }
+
+    #[test]
+    fn the_cls_mean_read_out_is_the_cls_beside_the_mean_of_the_visible_tokens() {
+        let (_rng, _vs, model) = model(&sensitive());
+        let b = batch(3, 4);
+        let v = visible(&b);
+        let cls = model.encode(&v, false);
+        assert_eq!(values(&model.embed(&v, Readout::Cls)), values(&cls), "the CLS read-out is encode's CLS");
+        let both = model.embed(&v, Readout::ClsMean);
+        let d = ModelConfig::tiny().d_model as i64;
+        assert_eq!(both.size(), vec![3, Readout::ClsMean.width(d as usize) as i64]);
+        assert_eq!(values(&both.narrow(1, 0, d)), values(&cls));
+        // The mean half is not a copy of the CLS, and it is per sample: a sample's mean moves when
+        // one of its values does, the other samples' do not (padding: the test above).
+        let mean = both.narrow(1, d, d);
+        assert!(max_abs_diff(&mean, &cls) > 1e-2, "the mean half differs from the CLS");
+        let mut moved = b.clone();
+        moved.visible_values[4] += 3.0; // sample 1's first gene
+        let after = model.embed(&visible(&moved), Readout::ClsMean).narrow(1, d, d);
+        assert!(max_abs_diff(&after.get(1), &mean.get(1)) > 1e-3);
+        assert!(max_abs_diff(&after.get(0), &mean.get(0)) < 1e-6);
+        assert!(max_abs_diff(&after.get(2), &mean.get(2)) < 1e-6);
     }
 
     #[test]
@@ -425,9 +461,9 @@ mod tests {
     }
 
     #[test]
-    fn values_move_the_cls_from_the_start_under_either_value_encoding() {
+    fn values_move_the_cls_from_the_start_under_every_value_encoding() {
         use crate::model::ValueEncoding;
-        for value_encoding in [ValueEncoding::Concat, ValueEncoding::Mlp] {
+        for value_encoding in [ValueEncoding::Concat, ValueEncoding::Mlp, ValueEncoding::PerGene] {
             let (_rng, _vs, model) = model(&ModelConfig { value_encoding, ..ModelConfig::tiny() });
             let a = batch(2, 6);
             let mut b = a.clone();
@@ -448,7 +484,7 @@ mod tests {
         let pred = tch::no_grad(|| model.decode(&model.encode(&b.visible, false), None));
         // The initial weights (std 0.02) move the logits a little around the bias.
         for row in 0..3 {
-            let got = crate::model::testutil::values(&pred.get(row));
+            let got = values(&pred.get(row));
             let worst = got.iter().zip(&constants).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             assert!(worst < 0.5, "row {row}: {got:?}");
         }

@@ -18,7 +18,12 @@ use crate::data::h5ad::obsm::{H5adCopy, ObsmReader};
 use crate::data::SourceOptions;
 use crate::embed::npy::{obs_sidecar_path, NpyRows};
 use crate::embed::{EmbedJob, EmbedOptions, EmbedSummary, OutputFormat};
+use crate::model::Readout;
 use crate::{Error, Result};
+
+/// Where [`prepare`] puts the `[CLS ; token mean]` read-out ([`Readout::ClsMean`]), beside the
+/// CLS in `X_txfm`.
+pub const CLS_MEAN_KEY: &str = "X_txfm_cls_mean";
 
 /// A baseline embedding computed from the input's counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +64,8 @@ impl std::str::FromStr for Baseline {
 #[derive(Debug, Clone, Default)]
 pub struct Prepare {
     /// A run or checkpoint folder whose embedding goes into `obsm['X_txfm']`, with these options
-    /// (its `model`, `input`, `output` and `key` are set here).
+    /// (its `model`, `input`, `output` and `key` are set here). With `embed.readout` =
+    /// [`Readout::ClsMean`], `X_txfm` holds the CLS and [`CLS_MEAN_KEY`] `[CLS ; token mean]`.
     pub model: Option<PathBuf>,
     pub embed: EmbedOptions,
     pub baselines: Vec<Baseline>,
@@ -114,6 +120,8 @@ pub fn prepare(input: &Path, output: &Path, what: &Prepare, progress: &indicatif
 /// One stage's embedding, read back row block by row block for the final copy.
 enum StageRows {
     Npy(NpyRows),
+    /// The leading `usize` columns of an `.npy`: the CLS half of a `[CLS ; token mean]` embedding.
+    NpyLeading(NpyRows, usize),
     Obsm(ObsmReader),
 }
 
@@ -121,6 +129,7 @@ impl StageRows {
     fn dim(&self) -> usize {
         match self {
             StageRows::Npy(r) => r.d,
+            StageRows::NpyLeading(_, d) => *d,
             StageRows::Obsm(r) => r.dim(),
         }
     }
@@ -128,6 +137,7 @@ impl StageRows {
     fn read_rows(&self, rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
         match self {
             StageRows::Npy(r) => r.read_rows(rows),
+            StageRows::NpyLeading(r, d) => Ok(r.read_rows(rows)?.chunks(r.d).flat_map(|row| &row[..*d]).copied().collect()),
             StageRows::Obsm(r) => r.read_rows(rows),
         }
     }
@@ -157,9 +167,18 @@ fn prepare_stages(input: &Path, output: &Path, what: &Prepare, progress: &indica
         };
         let mut summary = EmbedJob::prepare(opts)?.run(progress)?;
         summary.files = vec![output.to_path_buf()];
+        if what.embed.readout == Readout::ClsMean {
+            // One pass gives both: the CLS is the first half of [CLS ; token mean], bit for bit,
+            // so the paper's embedding stays X_txfm and the wider read-out sits beside it.
+            stages.push(StageRows::NpyLeading(NpyRows::open(&npy)?, summary.dim / 2));
+            out.keys.push("X_txfm".into());
+            stages.push(StageRows::Npy(NpyRows::open(&npy)?));
+            out.keys.push(CLS_MEAN_KEY.into());
+        } else {
+            stages.push(StageRows::Npy(NpyRows::open(&npy)?));
+            out.keys.push("X_txfm".into());
+        }
         out.embed = Some(summary);
-        stages.push(StageRows::Npy(NpyRows::open(&npy)?));
-        out.keys.push("X_txfm".into());
     }
     for &baseline in &what.baselines {
         let next = match baseline {

@@ -15,6 +15,7 @@ use super::report::PerturbReport;
 use super::run::{run, PerturbConfig};
 use crate::data::{open_source, SourceOptions};
 use crate::embed::EmbedOptions;
+use crate::model::Readout;
 use crate::eval::annotations::load_paths;
 use crate::{Error, Result};
 
@@ -95,6 +96,8 @@ impl BenchSettings {
 pub struct Additions {
     /// Embed the input with this run (or checkpoint, or model bundle) as `X_txfm`.
     pub model: Option<PathBuf>,
+    /// [`Readout::ClsMean`] also adds `X_txfm_cls_mean` ([`super::prepare::CLS_MEAN_KEY`]).
+    pub readout: Readout,
     pub baselines: Vec<Baseline>,
     /// Epochs of the scVI baseline (default: scvi-tools' rule).
     pub scvi_max_epochs: Option<usize>,
@@ -142,7 +145,7 @@ pub fn bench_file(
         }
         let what = Prepare {
             model: add.model.clone(),
-            embed: EmbedOptions { device: settings.device.parse()?, ..EmbedOptions::default() },
+            embed: EmbedOptions { device: settings.device.parse()?, readout: add.readout, ..EmbedOptions::default() },
             baselines: add.baselines.clone(),
             layer: input.layer.clone(),
             scvi: crate::baseline::scvi::ScviConfig { max_epochs: add.scvi_max_epochs, ..Default::default() },
