@@ -325,4 +325,20 @@ fn a_minutes_budget_times_each_config_once() {
     }
     let again = ablate(d, "m", &[]);
     assert!(again.contains("3 from the cache, 0 computed"), "the recorded steps are reused: {again}");
+
+    // The [CLS ; token mean] read-out: every cell is evaluated again (its read-out is part of the
+    // evaluation's identity), on the trained runs it already has, and embeds at twice the width.
+    let cells: Vec<PathBuf> = std::fs::read_dir(d.join("m/cells")).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let trained: Vec<_> = cells.iter().map(|c| std::fs::metadata(c.join("train.rec")).unwrap().modified().unwrap()).collect();
+    let study = std::fs::read_to_string(d.join("study.toml")).unwrap().replace("[bench]\nmode = \"quick\"", "[bench]\nmode = \"quick\"\nreadout = \"cls_mean\"");
+    assert!(study.contains("readout"));
+    std::fs::write(d.join("study.toml"), study).unwrap();
+    let wide = ablate(d, "m", &[]);
+    assert!(wide.contains("0 from the cache, 3 computed"), "{wide}");
+    for (c, t) in cells.iter().zip(&trained) {
+        assert_eq!(std::fs::metadata(c.join("train.rec")).unwrap().modified().unwrap(), *t, "{} trained again", c.display());
+        let rows = txfm::embed::npy::NpyRows::open(&c.join("sim.npy")).unwrap();
+        assert_eq!(rows.d, 2 * 32, "{}: [CLS ; token mean] of a d 32 model", c.display());
+    }
+    assert!(std::fs::read_to_string(d.join("m/study.md")).unwrap().contains("read-out: cls_mean"));
 }

@@ -20,6 +20,7 @@ use super::study::{corpus_identity, hex, without_device, CellSpec, GeneSettings,
 use crate::corpus::Corpus;
 use crate::embed::npy::NpyRows;
 use crate::embed::{EmbedJob, EmbedOptions, OutputFormat};
+use crate::model::Readout;
 use crate::eval::annotations::PairDatabase;
 use crate::eval::genes::{gene_recall, GeneRecallConfig, GeneVectors, NullMode, SourceRecall, DECODER_COMPONENTS, ENCODER_COMPONENTS};
 use crate::eval::perturb::input::PerturbInput;
@@ -105,12 +106,14 @@ pub struct EvalContext {
     pub eval_key: String,
     /// libtorch threads while embedding (`None`: libtorch's default).
     pub threads: Option<usize>,
+    /// How each cell's model is read out.
+    pub readout: Readout,
 }
 
 impl EvalContext {
     /// Identity of the evaluation: screens (path, size, modification time), annotation files,
-    /// benchmark and gene settings.
-    pub fn key_of(screens: &[Screen], bench: &PerturbConfig, genes: &GeneSettings, gene_annotations: &[PathBuf]) -> String {
+    /// benchmark and gene settings, and the read-out.
+    pub fn key_of(screens: &[Screen], bench: &PerturbConfig, genes: &GeneSettings, gene_annotations: &[PathBuf], readout: Readout) -> String {
         let mut h = Sha256::new();
         for s in screens {
             // The screen's settings without its paths (their identity follows, canonical).
@@ -124,6 +127,10 @@ impl EvalContext {
         h.update(serde_json::to_string(genes).expect("serialises").as_bytes());
         for a in gene_annotations {
             h.update(file_identity(a).as_bytes());
+        }
+        // Only a non-default read-out enters the key, so studies cached before it existed stay valid.
+        if readout != Readout::Cls {
+            h.update(format!("readout={readout}").as_bytes());
         }
         hex(&h.finalize())[..16].to_string()
     }
@@ -292,6 +299,7 @@ fn screen_stage(
         device: config.device_spec()?,
         threads: ctx.threads,
         weights_corpus: Some(spec.corpus.clone()),
+        readout: ctx.readout,
         ..EmbedOptions::default()
     };
     EmbedJob::prepare(opts)?.run(&indicatif::ProgressBar::hidden())?;

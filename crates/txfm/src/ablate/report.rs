@@ -75,11 +75,12 @@ fn setup_lines(study: &Study, table: &StudyTable, seconds: f64) -> Vec<String> {
             study.seeds
         ),
         format!(
-            "benchmark: {} settings, {} seed(s), inv {}; post-processing read: {}",
+            "benchmark: {} settings, {} seed(s), inv {}; post-processing read: {}; read-out: {}",
             study.bench.mode,
             study.bench.seeds,
             if study.bench.inv { "on" } else { "off" },
-            study.bench.postprocess
+            study.bench.postprocess,
+            study.bench.readout
         ),
         format!("{} of {} cells finished; this run took {:.1} min", table.cells_done, table.cells_total, seconds / 60.0),
     ]

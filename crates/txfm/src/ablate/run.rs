@@ -77,7 +77,7 @@ impl Runner {
 
         let bench = study.bench.perturb_config()?;
         let gene_paths = study.gene_annotations();
-        let eval_key = EvalContext::key_of(&study.screens, &bench, &study.genes, &gene_paths);
+        let eval_key = EvalContext::key_of(&study.screens, &bench, &study.genes, &gene_paths, study.bench.readout);
         let gene_dbs = load_paths(&gene_paths)?;
         let mut screens = Vec::new();
         let mut screen_dbs = Vec::new();
@@ -120,7 +120,7 @@ impl Runner {
             screens.push((s.clone(), input));
             screen_dbs.push(dbs);
         }
-        let ctx = EvalContext { screens, bench, genes: study.genes.clone(), gene_dbs, screen_dbs, eval_key, threads: opts.threads };
+        let ctx = EvalContext { screens, bench, genes: study.genes.clone(), gene_dbs, screen_dbs, eval_key, threads: opts.threads, readout: study.bench.readout };
 
         let mut cells = Vec::new();
         for spec in study.cells() {

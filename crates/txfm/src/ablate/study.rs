@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 use crate::eval::perturb::postprocess::PostProcess;
 use crate::eval::perturb::run::PerturbConfig;
+use crate::model::Readout;
 use crate::config::{merge, with_pairs};
 use crate::train::RunConfig;
 use crate::{Error, Result};
@@ -125,11 +126,14 @@ pub struct BenchSettings {
     /// The post-processing the table reads: `best` (each cell's best by average, as the
     /// benchmark reports) or one of `none`, `center`, `scale`, `tvn` for every row.
     pub postprocess: String,
+    /// What each cell's model is read out as: `cls` (the paper's) or `cls_mean`
+    /// (`txfm embed --readout`).
+    pub readout: Readout,
 }
 
 impl Default for BenchSettings {
     fn default() -> Self {
-        BenchSettings { mode: "quick".into(), seeds: 1, inv: false, postprocess: "best".into() }
+        BenchSettings { mode: "quick".into(), seeds: 1, inv: false, postprocess: "best".into(), readout: Readout::Cls }
     }
 }
 
