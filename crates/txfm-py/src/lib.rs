@@ -290,7 +290,7 @@ fn scvi<'py>(
 /// JSON of [`BenchSettings`] and [`InputConfig`]. Returns `(report JSON, report.json path,
 /// report.md path, plot paths)`.
 #[pyfunction]
-#[pyo3(signature = (spec, obs_names, var_names, obs_columns, embeddings, annotations, out, settings, input, matrix_name="X", model=None, baselines=vec![], progress=None))]
+#[pyo3(signature = (spec, obs_names, var_names, obs_columns, embeddings, annotations, out, settings, input, matrix_name="X", model=None, readout="cls", baselines=vec![], progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn bench_perturb<'py>(
     py: Python<'py>,
@@ -305,6 +305,7 @@ fn bench_perturb<'py>(
     input: &str,
     matrix_name: &str,
     model: Option<PathBuf>,
+    readout: &str,
     baselines: Vec<String>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<(String, PathBuf, PathBuf, Vec<PathBuf>)> {
@@ -317,6 +318,7 @@ fn bench_perturb<'py>(
         (Some((path, _)), true) => {
             let add = Additions {
                 model,
+                readout: readout.parse().py()?,
                 baselines: baselines.iter().map(|b| b.parse::<Baseline>()).collect::<txfm::Result<_>>().py()?,
                 scvi_max_epochs: None,
                 ..Additions::default()

@@ -250,7 +250,7 @@ def test_overrides_accept_epochs_none_and_numpy_scalars():
     assert cfg["steps"] == 40 and "grad_clip" not in cfg["optimizer"] and cfg["autocast"] is False
 
 
-def test_bench_perturb_adds_a_baseline_to_a_backed_file(tmp_path):
+def test_bench_perturb_adds_a_baseline_to_a_backed_file(trained, tmp_path):
     screen = ad.read_h5ad(CROPSEQ)[::5].copy()
     path = tmp_path / "screen.h5ad"
     screen.write_h5ad(path)
@@ -259,6 +259,12 @@ def test_bench_perturb_adds_a_baseline_to_a_backed_file(tmp_path):
                             control="control", annotations=EFAAR, out=tmp_path / "b", seeds=1, quick=True, inv=False,
                             postprocess=["none"], progress=False)
     assert list(df["embedding"]) == ["X_libnorm"]
+    # A model read out both ways in one pass: the CLS and [CLS ; token mean], twice as wide.
+    _, _, run, _ = trained
+    df = txfm.bench.perturb(backed, model=run, readout="cls_mean", pert_key="target_gene", batch_key="perturbation_2",
+                            control="control", annotations=EFAAR, out=tmp_path / "m", seeds=1, quick=True, inv=False,
+                            postprocess=["none"], progress=False)
+    assert list(df["embedding"]) == ["X_txfm", "X_txfm_cls_mean"] and list(df["dim"]) == [64, 128]
     backed.obsm["X_mem"] = np.zeros((backed.n_obs, 3), dtype=np.float32)
     with pytest.raises(ValueError, match="in memory only"):
         txfm.bench.perturb(backed, obsm=["X_mem"], baselines=["libnorm"], pert_key="target_gene",

@@ -28,8 +28,8 @@ def _paths(annotations):
 def perturb(adata, obsm=("X_txfm",), pert_key: str = "perturbation", batch_key: str = "batch",
             control: str = "control", annotations=(), out=None, seeds: int = 3, quick: bool = False,
             inv: bool = True, postprocess=("none", "center", "scale", "tvn"), device: str = "auto",
-            layer: str | None = None, expression: bool = True, model=None, baselines=(), guides: str | None = None,
-            progress: bool = True) -> pd.DataFrame:
+            layer: str | None = None, expression: bool = True, model=None, readout: str = "cls", baselines=(),
+            guides: str | None = None, progress: bool = True) -> pd.DataFrame:
     """The perturbation benchmark over the embeddings ``adata.obsm[k]`` for ``k`` in ``obsm``:
     ilisi, lin, knn, p.cst, bmdb and inv under each post-processing, mean and sd over ``seeds``
     splits. ``annotations``: the pair databases (a folder of CORUM/HuMAP/Reactome/SIGNOR/StringDB
@@ -41,8 +41,9 @@ def perturb(adata, obsm=("X_txfm",), pert_key: str = "perturbation", batch_key: 
     with ``df.attrs["report"]`` (the report JSON as a dict), ``["json"]``, ``["markdown"]`` and
     ``["plots"]`` (paths under ``out``; a new temporary folder by default).
 
-    ``model``/``baselines`` (``pca``, ``libnorm``, ``scvi``) and ``guides`` (an obsm guide-count
-    matrix) need the data in a file: a backed AnnData, whose embeddings are then read from the file
+    ``model`` is embedded as ``X_txfm`` (with ``readout="cls_mean"`` also ``X_txfm_cls_mean``,
+    ``[CLS ; token mean]``, from the same pass). ``model``/``baselines`` (``pca``, ``libnorm``,
+    ``scvi``) and ``guides`` (an obsm guide-count matrix) need the data in a file: a backed AnnData, whose embeddings are then read from the file
     (with what ``model``/``baselines`` add); keys only in memory are refused."""
     out = tempfile.mkdtemp(prefix="txfm-bench-") if out is None else os.fspath(out)
     obsm = [obsm] if isinstance(obsm, str) else list(obsm)
@@ -56,7 +57,7 @@ def perturb(adata, obsm=("X_txfm",), pert_key: str = "perturbation", batch_key: 
 
         with h5py.File(spec[1], "r") as f:
             in_file = set(f["obsm"].keys()) if "obsm" in f else set()
-        added = ({"X_txfm"} if model is not None else set()) | {f"X_{b}" for b in baselines}
+        added = ({"X_txfm", "X_txfm_cls_mean"} if model is not None else set()) | {f"X_{b}" for b in baselines}
         missing = [k for k in obsm if k in adata.obsm and k not in in_file and k not in added]
         if missing:
             raise ValueError(f"{spec[1]}: obsm {missing} are in memory only; with model=/baselines=/guides= the embeddings "
@@ -79,7 +80,8 @@ def perturb(adata, obsm=("X_txfm",), pert_key: str = "perturbation", batch_key: 
         report, json_path, md_path, plots = _txfm.bench_perturb(
             spec, _anndata.obs_names(adata), var_names, columns, embeddings, _paths(annotations), out,
             json.dumps(settings), json.dumps(input_cfg), matrix_name=matrix_name,
-            model=None if model is None else model_path(model), baselines=list(baselines), progress=bar.callback)
+            model=None if model is None else model_path(model), readout=readout, baselines=list(baselines),
+            progress=bar.callback)
     finally:
         bar.close()
     report = json.loads(report)
