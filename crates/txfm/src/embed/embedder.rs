@@ -1,6 +1,7 @@
 //! The embedding loop: a checkpoint's encoder, in evaluation mode (no stochastic depth) and
-//! without gradients, turns each input row's visible genes into its CLS embedding, averaged over
-//! `samplings` independent draws of the visible genes.
+//! without gradients, turns each input row's visible genes into its embedding (the CLS, or
+//! [CLS ; token mean]: [`Readout`]), averaged over `samplings` independent draws of the visible
+//! genes.
 //!
 //! The input is streamed: a reader thread reads row chunks, maps them onto the model's genes and
 //! hands them over (two chunks in flight at most) while this thread runs the encoder, so memory
@@ -67,8 +68,8 @@ impl Embedder {
         }
     }
 
-    /// Embeddings ([`Embedder::readout`]) of every row of `rows`, averaged over samplings `0..samplings`, encoded
-    /// `batch_size` rows at a time. Row-major `[rows.n_rows(), d]`.
+    /// Embeddings ([`Embedder::readout`]) of every row of `rows`, averaged over samplings
+    /// `0..samplings`, encoded `batch_size` rows at a time. Row-major `[rows.n_rows(), dim()]`.
     pub fn embed_rows(&self, rows: &ModelRows, profiled: &[u32], sampler: &Sampler, samplings: usize, batch_size: usize) -> Vec<f32> {
         let (n, d) = (rows.n_rows(), self.dim());
         let mut out = vec![0.0f32; n * d];
