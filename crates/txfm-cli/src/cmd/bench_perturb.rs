@@ -9,6 +9,7 @@ use txfm::eval::perturb::input::InputConfig;
 use txfm::eval::perturb::postprocess::PostProcess;
 use txfm::eval::perturb::prepare::Baseline;
 use txfm::eval::perturb::workflow::{bench_file, Additions, BenchSettings};
+use txfm::model::Readout;
 
 /// The perturbation benchmark (Bendidi et al. 2024, as extended by TxFM) over one or more
 /// embeddings in `obsm`: ilisi, lin, knn, p.cst, bmdb and inv under none/center/scale/TVN
@@ -26,8 +27,8 @@ pub struct Args {
     model: Option<PathBuf>,
     /// --model's read-out: cls (X_txfm, the paper's) or cls_mean (also X_txfm_cls_mean,
     /// [CLS ; token mean], from the same pass).
-    #[arg(long, default_value = "cls", value_parser = ["cls", "cls_mean"], requires = "model")]
-    readout: String,
+    #[arg(long, default_value = "cls", value_parser = str::parse::<Readout>, requires = "model")]
+    readout: Readout,
     /// Compute a baseline on the input first and evaluate it: pca (X_pca), libnorm (X_libnorm)
     /// or scvi (X_scvi: scVI fitted on the input with scvi-tools' defaults and --batch-key as its
     /// covariate; the model lands in OUT/cells.scvi/); repeatable. With --model or --baseline the input plus the new embeddings is
@@ -134,7 +135,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let add = Additions {
         model: a.model.clone(),
-        readout: a.readout.parse()?,
+        readout: a.readout,
         baselines: a.baselines.iter().map(|b| b.parse::<Baseline>()).collect::<Result<_, _>>()?,
         scvi_max_epochs: a.scvi_max_epochs,
     };

@@ -46,8 +46,8 @@ pub struct Args {
     /// What to read from the encoder: cls (the CLS token, the paper's sample embedding) or
     /// cls_mean ([CLS ; mean of the visible genes' output tokens], twice as wide; +2.6 points of
     /// the benchmark average on the CPU recipe, docs/experiments.md § 14).
-    #[arg(long, default_value = "cls", value_parser = ["cls", "cls_mean"])]
-    readout: String,
+    #[arg(long, default_value = "cls", value_parser = str::parse::<Readout>)]
+    readout: Readout,
     /// Visible genes per sample, capped at the genes the input profiles. Default: the model's K;
     /// for a run that draws detected genes first (loader.zero_weight < 1), every detected gene
     /// of each cell and at least K. Give it to replay the training loader's draw exactly.
@@ -83,7 +83,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         seed: a.seed,
         k: a.k,
         samplings: a.samplings,
-        readout: a.readout.parse::<Readout>()?,
+        readout: a.readout,
         batch_size: a.batch_size,
         device: a.device.parse::<DeviceSpec>()?,
         threads: a.threads,
