@@ -265,6 +265,13 @@ def test_bench_perturb_adds_a_baseline_to_a_backed_file(trained, tmp_path):
                             control="control", annotations=EFAAR, out=tmp_path / "m", seeds=1, quick=True, inv=False,
                             postprocess=["none"], progress=False)
     assert list(df["embedding"]) == ["X_txfm", "X_txfm_cls_mean"] and list(df["dim"]) == [64, 128]
+    # Only the read-out asked for is added: with the CLS read-out an in-memory X_txfm_cls_mean is
+    # refused, not silently dropped as if the model had written it.
+    backed.obsm["X_txfm_cls_mean"] = np.zeros((backed.n_obs, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="in memory only"):
+        txfm.bench.perturb(backed, obsm=["X_txfm_cls_mean"], model=run, pert_key="target_gene",
+                           batch_key="perturbation_2", control="control", annotations=EFAAR, out=tmp_path / "n",
+                           seeds=1, quick=True, inv=False, progress=False)
     backed.obsm["X_mem"] = np.zeros((backed.n_obs, 3), dtype=np.float32)
     with pytest.raises(ValueError, match="in memory only"):
         txfm.bench.perturb(backed, obsm=["X_mem"], baselines=["libnorm"], pert_key="target_gene",

@@ -57,7 +57,9 @@ def perturb(adata, obsm=("X_txfm",), pert_key: str = "perturbation", batch_key: 
 
         with h5py.File(spec[1], "r") as f:
             in_file = set(f["obsm"].keys()) if "obsm" in f else set()
-        added = ({"X_txfm", "X_txfm_cls_mean"} if model is not None else set()) | {f"X_{b}" for b in baselines}
+        added = {f"X_{b}" for b in baselines}
+        if model is not None:
+            added |= {"X_txfm", "X_txfm_cls_mean"} if readout == "cls_mean" else {"X_txfm"}
         missing = [k for k in obsm if k in adata.obsm and k not in in_file and k not in added]
         if missing:
             raise ValueError(f"{spec[1]}: obsm {missing} are in memory only; with model=/baselines=/guides= the embeddings "
