@@ -172,12 +172,13 @@ fn pca<'py>(
     config.svd.n_components = n_comps;
     let src = input.source()?;
     let n = src.n_obs() as u64;
-    let bar = Progress::new(progress, "PCA", n * (config.svd.n_iter as u64 + 2));
+    // Each stage of the fit sizes the bar to the passes it expects.
+    let bar = Progress::new(progress, "PCA", n);
     let fit = py
         .detach(|| {
             bar.run(|b| {
                 let mut counts = CountInput::from_source(src, allow_non_counts)?;
-                fit_pca(&mut counts, &config, &mut |rows| b.inc(rows as u64))
+                fit_pca(&mut counts, &config, &mut |event| event.apply(b, n as usize))
             })
         })
         .py()?;

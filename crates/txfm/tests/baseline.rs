@@ -314,3 +314,44 @@ fn a_nan_far_into_the_file_stops_the_baseline_naming_the_file() {
     let err = fit_pca(&mut CountInput::open(&path, &allow).unwrap(), &config, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("NaN"), "{err}");
 }
+
+/// The progress display ends full, never past its end, and counts every pass's rows, whichever
+/// solver runs and however many passes it takes: each stage sizes the bar to the passes it
+/// expects (a bar sized for the most passes allowed stopped at a fraction, its ETA many times the
+/// real one).
+#[test]
+fn pca_progress_ends_full_for_every_solver() {
+    use txfm::baseline::FitProgress;
+    let dir = tempfile::tempdir().unwrap();
+    let h5ad = simulated(dir.path());
+    let n_obs = open(&h5ad).n_obs();
+    let svd = |solver, n_iter, tol| SvdConfig { n_components: 10, solver, n_iter, tol, ..SvdConfig::default() };
+    for (what, svd, hvg) in [
+        ("exact", svd(SvdSolver::Exact, 100, 1e-4), None),
+        ("randomized to its residual test", svd(SvdSolver::Randomized, 100, 1e-4), None),
+        ("randomized out of passes", svd(SvdSolver::Randomized, 2, 1e-12), None),
+        ("randomized, a fixed count", svd(SvdSolver::Randomized, 4, 0.0), None),
+        ("HVGs", svd(SvdSolver::Exact, 100, 1e-4), Some(100)),
+    ] {
+        let bar = indicatif::ProgressBar::hidden();
+        let (mut overshoot, mut stages) = (0u64, 0);
+        let cfg = PcaConfig { n_top_genes: hvg, svd, ..PcaConfig::default() };
+        let pca = fit_pca(&mut open(&h5ad), &cfg, &mut |event| {
+            stages += matches!(event, FitProgress::Stage { .. }) as usize;
+            event.apply(&bar, n_obs);
+            overshoot = overshoot.max(bar.position().saturating_sub(bar.length().unwrap()));
+        })
+        .unwrap();
+        // Rows: the statistics pass (two with HVGs), then the SVD's passes over the data (the
+        // exact solver's plan pass reads the cached matrix without rows to report).
+        let svd_passes = match pca.solver {
+            SvdSolver::Exact => 2,
+            _ => pca.passes,
+        };
+        let data_passes = if hvg.is_some() { 2 } else { 1 } + svd_passes;
+        assert_eq!(bar.position(), (data_passes * n_obs) as u64, "{what}: {} passes", pca.passes);
+        assert_eq!(bar.length(), Some(bar.position()), "{what}: the bar does not end full");
+        assert_eq!(overshoot, 0, "{what}: the bar ran past its end");
+        assert!(stages >= 2, "{what}: {stages} stages");
+    }
+}

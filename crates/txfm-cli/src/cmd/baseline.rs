@@ -253,11 +253,10 @@ fn pca(a: PcaArgs) -> anyhow::Result<()> {
         },
         cache_budget_bytes: (a.memory_gib.max(0.0) * (1u64 << 30) as f64) as u64,
     };
-    // The randomized solver may stop before its last pass, the exact one takes three: the bar is
-    // cleared either way.
-    let bar = progress(input.n_obs() * (a.n_iter + 2));
-    bar.set_message("pca");
-    let fit = fit_pca(&mut input, &config, &mut |rows| bar.inc(rows as u64)).context("fitting PCA")?;
+    // Each stage of the fit sizes the bar to the passes it expects.
+    let n_obs = input.n_obs();
+    let bar = progress(n_obs);
+    let fit = fit_pca(&mut input, &config, &mut |event| event.apply(&bar, n_obs)).context("fitting PCA")?;
     bar.finish_and_clear();
     let warnings = fit.write(&mut input, &outs, a.io.embedding_only)?;
     for w in fit.convergence_warning().into_iter().chain(warnings) {

@@ -16,6 +16,7 @@
 
 use tch::Tensor;
 
+use super::progress::FitProgress;
 use super::randomized_svd::{check_shape, flip_signs, project, split, sum_parts, RowBlocks, Svd, SvdSolver};
 use crate::Result;
 
@@ -78,7 +79,7 @@ impl ExactPlan {
 }
 
 /// The leading `k` singular triplets of `X − 1 μᵀ`, exactly (f64 sums, LAPACK's symmetric
-/// eigensolver), signs as [`super::randomized_svd::randomized_svd`] fixes them. `on_rows` is told
+/// eigensolver), signs as [`super::randomized_svd::randomized_svd`] fixes them. `progress` hears
 /// each block's rows: two passes over the data (one with the plan's).
 pub fn exact_svd(
     x: &mut dyn RowBlocks,
@@ -86,10 +87,12 @@ pub fn exact_svd(
     k: usize,
     threads: usize,
     plan: &ExactPlan,
-    on_rows: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(FitProgress),
 ) -> Result<Svd> {
     let (n, p) = (x.n_rows(), x.n_cols());
     check_shape(n, p, mean, k)?;
+    progress(FitProgress::Stage { passes: 2, name: "exact SVD".into() });
+    let on_rows = &mut |rows| progress(FitProgress::Rows(rows));
     let side = if plan.gram_of_rows { n } else { p };
     let threads = threads.clamp(1, (SUMS_MAX_BYTES / (side * side * 8).max(1)).max(1));
     if plan.gram_of_rows {

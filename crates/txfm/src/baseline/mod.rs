@@ -6,6 +6,7 @@
 pub mod input;
 pub mod hvg;
 pub mod log_cache;
+pub mod progress;
 pub mod randomized_svd;
 pub mod exact_svd;
 pub mod output;
@@ -15,6 +16,7 @@ pub mod scvi;
 
 pub use hvg::{highly_variable_seurat, GeneStats, Hvg};
 pub use input::CountInput;
+pub use progress::FitProgress;
 pub use log_cache::{LogCache, LogCacheBuilder, DEFAULT_CACHE_BUDGET_BYTES};
 pub use libnorm::{libnorm_features, write_libnorm, LibNormConfig, LibNormSummary};
 pub use pca::{fit_pca, Loadings, Pca, PcaConfig, PcaOutputs, PcaSummary};

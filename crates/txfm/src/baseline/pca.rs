@@ -32,6 +32,7 @@ use super::hvg::{highly_variable_seurat, variances, GeneStats, DEFAULT_BINS};
 use super::input::CountInput;
 use super::log_cache::{LogCacheBuilder, DEFAULT_CACHE_BUDGET_BYTES};
 use super::output::ObsmSink;
+use super::progress::FitProgress;
 use super::exact_svd::{exact_svd, ExactPlan, EXACT_MAX_DIM};
 use super::randomized_svd::{randomized_svd, RowBlocks, Svd, SvdConfig, SvdSolver};
 use crate::atomic::Staged;
@@ -147,9 +148,9 @@ impl LogValues {
     }
 }
 
-/// Fits PCA on `input`. `on_rows(rows)` reports progress over `n_iter + 2` passes of `n_obs` rows
-/// (the statistics pass and the SVD's; not the pass that builds the matrix after HVG selection).
-pub fn fit_pca(input: &mut CountInput, config: &PcaConfig, on_rows: &mut dyn FnMut(usize)) -> Result<Pca> {
+/// Fits PCA on `input`. `progress` hears each stage (statistics, the SVD) with the passes over the
+/// `n_obs` rows it expects, and each block of rows done ([`FitProgress::apply`] drives a bar).
+pub fn fit_pca(input: &mut CountInput, config: &PcaConfig, progress: &mut dyn FnMut(FitProgress)) -> Result<Pca> {
     if !(config.target_sum.is_finite() && config.target_sum > 0.0) {
         return Err(Error::Invalid(format!("target_sum must be positive, got {}", config.target_sum)));
     }
@@ -159,26 +160,31 @@ pub fn fit_pca(input: &mut CountInput, config: &PcaConfig, on_rows: &mut dyn FnM
     let mut stats = GeneStats::new(n_vars, config.target_sum);
     let (var_indices, log, cache) = match config.n_top_genes {
         Some(n) if n < n_vars => {
+            progress(FitProgress::Stage { passes: 2, name: "statistics, then the HVGs' values".into() });
             input.for_each_chunk(|chunk, lib| {
                 stats.add(chunk, lib);
-                on_rows(lib.len());
+                progress(FitProgress::Rows(lib.len()));
                 Ok(())
             })?;
             stats.check(input)?;
             let selected = highly_variable_seurat(&stats, n, DEFAULT_BINS).selected;
             let mut log = LogValues::new(config.target_sum, &selected, n_vars);
             let mut cache = LogCacheBuilder::new(selected.len(), config.cache_budget_bytes, &spill_dir);
-            input.for_each_chunk(|chunk, lib| cache.push(&log.block(chunk, lib)))?;
+            input.for_each_chunk(|chunk, lib| {
+                progress(FitProgress::Rows(lib.len()));
+                cache.push(&log.block(chunk, lib))
+            })?;
             (selected, log, cache)
         }
         _ => {
             // Every gene is used, so nothing waits on the statistics: one pass does both.
+            progress(FitProgress::Stage { passes: 1, name: "statistics and log values".into() });
             let all: Vec<usize> = (0..n_vars).collect();
             let mut log = LogValues::new(config.target_sum, &all, n_vars);
             let mut cache = LogCacheBuilder::new(n_vars, config.cache_budget_bytes, &spill_dir);
             input.for_each_chunk(|chunk, lib| {
                 stats.add(chunk, lib);
-                on_rows(lib.len());
+                progress(FitProgress::Rows(lib.len()));
                 cache.push(&log.block(chunk, lib))
             })?;
             stats.check(input)?;
@@ -203,7 +209,7 @@ pub fn fit_pca(input: &mut CountInput, config: &PcaConfig, on_rows: &mut dyn FnM
 
     let t1 = Instant::now();
     let (matrix_bytes, matrix_spilled) = (cache.bytes(), cache.is_spilled());
-    let svd = solve(&mut cache, &mean, &config.svd, on_rows)?;
+    let svd = solve(&mut cache, &mean, &config.svd, progress)?;
     drop(cache);
     let explained_variance: Vec<f64> = svd.singular_values.iter().map(|s| s * s / (n_obs as f64 - 1.0)).collect();
     let explained_variance_ratio = explained_variance.iter().map(|v| v / total_variance).collect();
@@ -231,7 +237,7 @@ pub fn fit_pca(input: &mut CountInput, config: &PcaConfig, on_rows: &mut dyn FnM
 }
 
 /// Runs the configured solver; `Auto` takes the exact one where [`ExactPlan::is_cheap`] says so.
-fn solve(x: &mut dyn RowBlocks, mean: &[f64], cfg: &SvdConfig, on_rows: &mut dyn FnMut(usize)) -> Result<Svd> {
+fn solve(x: &mut dyn RowBlocks, mean: &[f64], cfg: &SvdConfig, progress: &mut dyn FnMut(FitProgress)) -> Result<Svd> {
     let (n, p) = (x.n_rows(), x.n_cols());
     let plan = match cfg.solver {
         SvdSolver::Randomized => None,
@@ -240,8 +246,8 @@ fn solve(x: &mut dyn RowBlocks, mean: &[f64], cfg: &SvdConfig, on_rows: &mut dyn
         SvdSolver::Auto => None,
     };
     match plan {
-        Some(plan) => exact_svd(x, mean, cfg.n_components, cfg.worker_threads(), &plan, on_rows),
-        None => randomized_svd(x, mean, cfg, on_rows),
+        Some(plan) => exact_svd(x, mean, cfg.n_components, cfg.worker_threads(), &plan, progress),
+        None => randomized_svd(x, mean, cfg, progress),
     }
 }
 

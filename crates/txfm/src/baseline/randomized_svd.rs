@@ -24,6 +24,7 @@ use std::ops::Range;
 
 use tch::Tensor;
 
+use super::progress::FitProgress;
 use crate::data::CsrChunk;
 use crate::{Error, Result};
 
@@ -186,13 +187,14 @@ pub struct Svd {
     pub residual: Option<f64>,
 }
 
-/// Truncated SVD of `X − 1 μᵀ`. `mean: [p]`. `on_rows` is told how many rows each block had
-/// (`n_iter + 1` passes of `n` rows in all), for progress.
+/// Truncated SVD of `X − 1 μᵀ`. `mean: [p]`. `progress` hears each block's rows, and after each
+/// pass how many more it expects (from the residual's rate of decrease so far; at most `n_iter + 1`
+/// passes in all).
 pub fn randomized_svd(
     x: &mut dyn RowBlocks,
     mean: &[f64],
     cfg: &SvdConfig,
-    on_rows: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(FitProgress),
 ) -> Result<Svd> {
     let (n, p) = (x.n_rows(), x.n_cols());
     let k = cfg.n_components;
@@ -206,11 +208,15 @@ pub fn randomized_svd(
     let _one = crate::runtime::TorchThreads::set(1);
     let mut q = orthonormalise(&gaussian(p * l, cfg.seed), p, l)?;
     let (mut passes, mut residual) = (1, None);
-    for _ in 0..cfg.n_iter {
-        let z = normal_pass(x, &q, mean, l, threads, on_rows)?;
+    progress(FitProgress::Stage { passes: cfg.n_iter + 1, name: "randomized SVD".into() });
+    for i in 1..=cfg.n_iter {
+        let z = normal_pass(x, &q, mean, l, threads, &mut |rows| progress(FitProgress::Rows(rows)))?;
         passes += 1;
         let done = if cfg.tol > 0.0 {
             let r = ritz_residual(&q, &z, p, l, k)?;
+            let left = if r <= cfg.tol { 0 } else { passes_left(residual, r, cfg.tol, cfg.n_iter - i) };
+            let name = format!("randomized SVD: pass {i}, residual {r:.1e} (stops at {:.0e})", cfg.tol);
+            progress(FitProgress::Stage { passes: left + 1, name });
             residual = Some(r);
             r <= cfg.tol
         } else {
@@ -221,7 +227,7 @@ pub fn randomized_svd(
             break;
         }
     }
-    let (y, gram) = final_pass(x, &q, mean, l, threads, on_rows)?;
+    let (y, gram) = final_pass(x, &q, mean, l, threads, &mut |rows| progress(FitProgress::Rows(rows)))?;
 
     // Rayleigh–Ritz: YᵀY = W Λ Wᵀ; σ = √λ, components (QW)ᵀ, scores Y W.
     let (evals, evecs) = Tensor::from_slice(&gram).view([l as i64, l as i64]).f_linalg_eigh("L")?;
@@ -271,6 +277,22 @@ pub(super) fn flip_signs(components: &mut [f64], p: usize, k: usize) -> Vec<f64>
         }
     }
     flip
+}
+
+/// Passes still to run, at most `most`, if the residual keeps falling from `last` to `now` at the
+/// rate of its last pass (subspace iteration shrinks it geometrically once the basis has the
+/// leading directions): an estimate for the progress display only.
+fn passes_left(last: Option<f64>, now: f64, tol: f64, most: usize) -> usize {
+    if most == 0 {
+        return 0;
+    }
+    match last {
+        Some(last) if now < last && now > 0.0 => {
+            let per_pass = (last / now).ln();
+            ((now / tol).ln() / per_pass).ceil().clamp(1.0, most as f64) as usize
+        }
+        _ => most,
+    }
 }
 
 /// The scores A V of orthonormal components `v: [k, p]` (row-major, as [`Svd::components`]): one
@@ -583,6 +605,17 @@ mod tests {
         assert_eq!(b.col(0), (&[1u32][..], &[4.0f32][..]));
         assert_eq!(b.col(1), (&[0u32, 1][..], &[3.0f32, 5.0][..]));
         assert_eq!(b.col(2), (&[][..], &[][..]));
+    }
+
+    #[test]
+    fn passes_left_follow_the_residuals_rate() {
+        // Ten times smaller per pass, two decades to go: two passes.
+        assert_eq!(passes_left(Some(1e-1), 1e-2, 1e-4, 50), 2);
+        // Capped by the passes allowed; no rate yet, or a residual that rose: the cap.
+        assert_eq!(passes_left(Some(1.1e-2), 1e-2, 1e-4, 5), 5);
+        assert_eq!(passes_left(None, 1e-2, 1e-4, 7), 7);
+        assert_eq!(passes_left(Some(1e-3), 1e-2, 1e-4, 7), 7);
+        assert_eq!(passes_left(Some(1e-1), 1e-2, 1e-4, 0), 0);
     }
 
     #[test]
