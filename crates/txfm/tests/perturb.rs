@@ -11,7 +11,9 @@ use txfm::eval::annotations::{load_default, load_pairs};
 use txfm::eval::perturb::bmdb::bmdb;
 use txfm::eval::perturb::input::{InputConfig, PerturbInput, load, load_expression};
 use txfm::eval::perturb::postprocess::{PostProcess, apply};
+use txfm::eval::perturb::prepare::Baseline;
 use txfm::eval::perturb::run::{PerturbConfig, run};
+use txfm::eval::perturb::workflow::{bench_file, Additions, BenchSettings};
 use txfm::simulate::{SimConfig, pairs_path, simulate_to_h5ad};
 use txfm::testing::shared_data;
 
@@ -182,6 +184,33 @@ fn guide_count_matrix_gives_the_labels_of_obs() {
     let b = run(&from_obs, &dbs, &cfg, &ProgressBar::hidden()).unwrap();
     assert_eq!(serde_json::to_value(&a.rows).unwrap(), serde_json::to_value(&b.rows).unwrap());
     assert!(a.to_markdown().contains(&format!("kept {kept} of 7500 cells")), "{}", a.to_markdown());
+
+    // With a baseline to add, the benchmark assigns the input's cells before it writes the copy
+    // it benchmarks, and reuses that assignment on the copy (the matrix is read once): the
+    // embedding already there scores as when loaded directly, and the report counts the same cells.
+    let settings = BenchSettings { quick: true, seeds: 1, postprocess: vec![PostProcess::None], inv: false, device: "cpu".into(), ..BenchSettings::default() };
+    let add = Additions { baselines: vec![Baseline::Libnorm], ..Additions::default() };
+    let out = dir.path().join("bench");
+    let with_libnorm = bench_file(
+        &dir.path().join("guides.h5ad"),
+        &guides("guide_counts", Some("uns/guide_names")),
+        &add,
+        &settings,
+        &[shared_data("annotations/efaar")],
+        &out,
+        &mut |_| {},
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
+    let report = with_libnorm.report;
+    assert_eq!(report.guides.as_ref().map(|g| (g.kept, g.no_guide)), Some((kept, 750)));
+    assert!(report.rows.iter().any(|r| r.embedding == "X_libnorm"));
+    let direct = run(&from_guides, &dbs, &settings.config().unwrap(), &ProgressBar::hidden()).unwrap();
+    let noise_row = |rows: &[txfm::eval::perturb::report::PerturbRow]| {
+        let r = rows.iter().find(|r| r.embedding == "X_noise").unwrap();
+        serde_json::to_value((&r.summary, &r.seeds, &r.bmdb)).unwrap()
+    };
+    assert_eq!(noise_row(&report.rows), noise_row(&direct.rows));
 
     let frame = load(&dir.path().join("guides.h5ad"), &guides("guide_frame", None)).unwrap();
     assert_eq!(frame.labels().pert, from_obs.labels().pert);

@@ -113,7 +113,20 @@ pub fn load(path: &Path, cfg: &InputConfig) -> Result<PerturbInput> {
     }
     let opts = SourceOptions { layer: cfg.layer.clone(), ..Default::default() };
     let mut src = open_source(path, &opts)?;
-    assemble(src.as_mut(), cfg, &mut |key| read_obsm(path, key))
+    assemble(src.as_mut(), cfg, None, &mut |key| read_obsm(path, key))
+}
+
+/// [`load`] with the guide matrix's assignment already made by [`load_guide_labels`] on a file
+/// with the same cells in the same order (the benchmark assigns the input's cells before it adds
+/// embeddings, and benchmarks the copy it wrote them to): a high-MOI screen's cells × guides
+/// matrix is then read once. `None` with `cfg.guides` set reads it as [`load`] does.
+pub fn load_assigned(path: &Path, cfg: &InputConfig, assigned: Option<GuideLabels>) -> Result<PerturbInput> {
+    if cfg.obsm_keys.is_empty() {
+        return Err(Error::Invalid("no obsm key given: name at least one embedding (e.g. --obsm X_pca)".into()));
+    }
+    let opts = SourceOptions { layer: cfg.layer.clone(), ..Default::default() };
+    let mut src = open_source(path, &opts)?;
+    assemble(src.as_mut(), cfg, assigned, &mut |key| read_obsm(path, key))
 }
 
 /// The benchmark's input from data in memory (an AnnData in a notebook): labels from the
@@ -130,17 +143,19 @@ pub fn load_in_memory(src: &mut dyn ExpressionSource, embeddings: Vec<(String, u
     let cfg = InputConfig { obsm_keys: embeddings.iter().map(|e| e.0.clone()).collect(), ..cfg.clone() };
     let mut given: HashMap<String, (usize, Vec<f32>)> = embeddings.into_iter().map(|(k, d, x)| (k, (d, x))).collect();
     let n = src.n_obs();
-    assemble(src, &cfg, &mut |key| {
+    assemble(src, &cfg, None, &mut |key| {
         let (dim, x) = given.remove(key).ok_or_else(|| Error::Invalid(format!("obsm key {key} given twice")))?;
         Ok((if dim == 0 { n } else { x.len() / dim }, dim, x))
     })
 }
 
 /// [`load`]'s work once the expression source is open: `read_embedding(key)` gives
-/// `(rows, dim, row-major values)` of each of `cfg.obsm_keys`.
+/// `(rows, dim, row-major values)` of each of `cfg.obsm_keys`; `assigned`, the guide matrix's
+/// assignment when the caller has made it already.
 fn assemble(
     src: &mut dyn ExpressionSource,
     cfg: &InputConfig,
+    assigned: Option<GuideLabels>,
     read_embedding: &mut dyn FnMut(&str) -> Result<(usize, usize, Vec<f32>)>,
 ) -> Result<PerturbInput> {
     let path = src.path().to_path_buf();
@@ -150,7 +165,10 @@ fn assemble(
     let (labels, keep, guides) = match &cfg.guides {
         None => (labels_from_obs(src.obs(), cfg, path)?, None, None),
         Some(g) => {
-            let assigned = load_guide_labels(path, g, &cfg.control)?;
+            let assigned = match assigned {
+                Some(a) => a,
+                None => load_guide_labels(path, g, &cfg.control)?,
+            };
             if n_input != assigned.keep.len() + assigned.n_none + assigned.n_multiple {
                 return Err(Error::format(path, format!("obsm['{}'] does not have obs's {} rows", g.obsm_key, n_input)));
             }

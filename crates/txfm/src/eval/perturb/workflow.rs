@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use super::guides::load_guide_labels;
-use super::input::{labels_from_obs, load, InputConfig, PerturbInput};
+use super::input::{labels_from_obs, load_assigned, InputConfig, PerturbInput};
 use super::postprocess::PostProcess;
 use super::prepare::{prepare, Baseline, Prepare, Prepared};
 use super::report::PerturbReport;
@@ -132,11 +132,13 @@ pub fn bench_file(
     let mut input = input.clone();
     let mut input_path = path.to_path_buf();
     let mut prepared = None;
+    let mut assigned = None;
     if add.model.is_some() || !add.baselines.is_empty() {
-        // Check the labels before spending minutes on embeddings.
+        // Check the labels before spending minutes on embeddings. The guide matrix's assignment
+        // is kept for the copy benchmarked below, which has the same cells in the same order.
         match &input.guides {
             Some(g) => {
-                load_guide_labels(path, g, &input.control)?;
+                assigned = Some(load_guide_labels(path, g, &input.control)?);
             }
             None => {
                 let src = open_source(path, &SourceOptions::default())?;
@@ -167,7 +169,7 @@ pub fn bench_file(
         return Err(Error::Invalid("nothing to evaluate: give an obsm key, a model or a baseline (pca, libnorm, scvi)".into()));
     }
     status(&format!("reading {} ...", input_path.display()));
-    let loaded = load(&input_path, &input)?;
+    let loaded = load_assigned(&input_path, &input, assigned)?;
     let mut outcome = bench_loaded(&loaded, &cfg, &dbs, out, progress)?;
     outcome.prepared = prepared;
     Ok(outcome)
