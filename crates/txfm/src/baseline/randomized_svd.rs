@@ -1,16 +1,21 @@
-//! Truncated SVD of a column-centred sparse matrix streamed in row blocks, by randomized
-//! subspace iteration (Halko, Martinsson & Tropp 2011, algorithms 4.4 and 5.1).
+//! Truncated SVD of a column-centred sparse matrix streamed in row blocks, by a randomized block
+//! Krylov method (Halko, Martinsson & Tropp 2011 for the randomized range finder and the final
+//! Rayleigh–Ritz step; Musco & Musco 2015 for block Krylov over subspace iteration).
 //!
 //! A = X − 1 μᵀ (`X: [n, p]` sparse, `μ: [p]` its column means) is never formed: A Q = X Q − 1 (μᵀQ)
-//! and Aᵀ Y = Xᵀ Y − μ (1ᵀY). Each pass streams X once and applies AᵀA to an orthonormal
-//! `[p, l]` basis Q (l = k + oversampling): Y_b = A_b Q for a block of rows, then Z += A_bᵀ Y_b,
-//! so Y is never held; Q is re-orthonormalised (QR) between passes. A last pass computes
-//! Y = A Q `[n, l]` (stored as f32) and YᵀY, whose eigendecomposition (Rayleigh–Ritz) gives the
-//! singular values and the rotation W into singular vectors: components (QW)ᵀ, scores YW.
-//! Memory: O(n·l + p·l + threads·rows·l) plus one block. Passes: until the Ritz pairs pass a
-//! residual test ([`SvdConfig::tol`]), at most `n_iter + 1`. A fixed count was not enough: on 300
-//! genes of real screens 10 passes left trailing components at |corr| 0.97 with the exact ones,
-//! where the test stops after 35–37 passes with every one at ≥ 0.999.
+//! and Aᵀ Y = Xᵀ Y − μ (1ᵀY). Each pass streams X once and applies AᵀA to one `[p, l]` block
+//! (l = k + oversampling): Y_b = A_b Q for a block of rows, then Z += A_bᵀ Y_b, so Y is never
+//! held. The blocks and their images form an orthonormal Krylov basis of AᵀA (at most
+//! `KRYLOV_BLOCKS` (4) blocks, then a restart from its leading Ritz vectors), whose Ritz pairs are
+//! tested after every pass. A last pass computes Y = A V `[n, l]` (V the leading Ritz vectors,
+//! stored as f32) and YᵀY, whose eigendecomposition (Rayleigh–Ritz) gives the singular values and
+//! the rotation W into singular vectors: components (VW)ᵀ, scores YW.
+//! Memory: O(n·l + p·l·KRYLOV_BLOCKS + threads·rows·l) plus one block. Passes: until the Ritz pairs
+//! pass a residual test ([`SvdConfig::tol`]), at most `n_iter + 1`. A fixed count was not enough:
+//! on 300 genes of real screens 10 passes left trailing components at |corr| 0.97 with the exact
+//! ones. Subspace iteration (keeping only the last image) then needed 35–84 passes on real
+//! inputs and did not pass within 100 on 20,000 simulated genes; the Krylov basis passes in 8–16
+//! and 30 (BENCHMARKS.md).
 //!
 //! Blocks come stored by column ([`CscBlock`]) so that both products touch each gene's row of Q
 //! or Z once per block, and spend their per-non-zero random accesses on the block's rows of Y,
@@ -206,14 +211,15 @@ pub fn randomized_svd(
     // team costs more than it saves on them: a QR of `[2000, 70]` took 110 ms on two threads of a
     // busy 2-core machine, 3 ms on one.
     let _one = crate::runtime::TorchThreads::set(1);
-    let mut q = orthonormalise(&gaussian(p * l, cfg.seed), p, l)?;
-    let (mut passes, mut residual) = (1, None);
+    let mut krylov = Krylov::new(orthonormalise(&gaussian(p * l, cfg.seed), p, l)?, p, l);
+    let (mut passes, mut residual, mut last) = (1, None, None);
     progress(FitProgress::Stage { passes: cfg.n_iter + 1, name: "randomized SVD".into() });
     for i in 1..=cfg.n_iter {
-        let z = normal_pass(x, &q, mean, l, threads, &mut |rows| progress(FitProgress::Rows(rows)))?;
+        let z = normal_pass(x, &krylov.newest()?, mean, l, threads, &mut |rows| progress(FitProgress::Rows(rows)))?;
         passes += 1;
+        let ritz = krylov.add_image(&z, k)?;
         let done = if cfg.tol > 0.0 {
-            let r = ritz_residual(&q, &z, p, l, k)?;
+            let r = ritz.residual;
             let left = if r <= cfg.tol { 0 } else { passes_left(residual, r, cfg.tol, cfg.n_iter - i) };
             let name = format!("randomized SVD: pass {i}, residual {r:.1e} (stops at {:.0e})", cfg.tol);
             progress(FitProgress::Stage { passes: left + 1, name });
@@ -222,11 +228,17 @@ pub fn randomized_svd(
         } else {
             false
         };
-        q = orthonormalise(&z, p, l)?;
-        if done {
+        if done || i == cfg.n_iter {
+            last = Some(ritz);
             break;
         }
+        krylov.extend(&ritz)?;
     }
+    // With no power pass (`n_iter` 0) the basis is the random start.
+    let q = match &last {
+        Some(ritz) => krylov.leading(ritz)?,
+        None => krylov.newest()?,
+    };
     let (y, gram) = final_pass(x, &q, mean, l, threads, &mut |rows| progress(FitProgress::Rows(rows)))?;
 
     // Rayleigh–Ritz: YᵀY = W Λ Wᵀ; σ = √λ, components (QW)ᵀ, scores Y W.
@@ -310,21 +322,110 @@ pub(super) fn project(
     Ok(final_pass(x, &q, mean, k, threads, on_rows)?.0)
 }
 
-/// The residual test of the Ritz pairs of span(Q) given Z = AᵀA Q (`[p, l]` each): with
-/// QᵀZ = W Θ Wᵀ, the largest ‖Z w − θ Q w‖ / θ over the `k` leading pairs. A pair without
-/// variance (θ ≤ 0) counts as converged.
-fn ritz_residual(q: &[f64], z: &[f64], p: usize, l: usize, k: usize) -> Result<f64> {
-    let q = Tensor::from_slice(q).view([p as i64, l as i64]);
-    let z = Tensor::from_slice(z).view([p as i64, l as i64]);
-    let t = q.tr().f_matmul(&z)?;
-    let t = (&t + t.tr()) * 0.5;
-    let (theta, w) = t.f_linalg_eigh("L")?;
-    let theta = theta.flip([0]).narrow(0, 0, k as i64);
-    let w = w.flip([1]).narrow(1, 0, k as i64);
-    let r = z.f_matmul(&w)? - q.f_matmul(&w)? * &theta;
-    let norms: Vec<f64> = Vec::try_from((&r * &r).f_sum_dim_intlist([0i64].as_slice(), false, tch::Kind::Double)?.sqrt())?;
-    let theta: Vec<f64> = Vec::try_from(theta)?;
-    Ok(norms.iter().zip(&theta).map(|(&r, &t)| if t > 0.0 { r / t } else { 0.0 }).fold(0.0, f64::max))
+/// Blocks of `l` columns the Krylov basis holds before it restarts from its leading Ritz vectors:
+/// memory `2 · KRYLOV_BLOCKS · p · l` f64 for the basis and its image. The Ritz pairs of a basis
+/// holding the last few images converge much faster than subspace iteration's (which keeps only
+/// the last) where the spectrum is flat: on 20,000 simulated genes subspace iteration had not
+/// passed the residual test after 100 passes.
+const KRYLOV_BLOCKS: usize = 4;
+
+/// A restarted block Krylov basis of AᵀA (block Lanczos with full re-orthogonalisation and thick
+/// restarts; Musco & Musco 2015 for why a Krylov space beats the last power iterate): an
+/// orthonormal `K: [p, w]` and its exact image `Z = AᵀA K` from the passes so far, so that every
+/// Rayleigh–Ritz step is on the true operator. Each pass adds the image of the newest block; the
+/// next block is that image made orthogonal to K. At `KRYLOV_BLOCKS` blocks the basis restarts
+/// from its leading `l` Ritz vectors, whose images are `Z W`: no pass is spent on a restart.
+struct Krylov {
+    p: i64,
+    l: i64,
+    /// K `[p, w]`, orthonormal columns.
+    basis: Tensor,
+    /// Z = AᵀA K for all of K's columns but the newest block's until its pass. `[p, w − l]` or `[p, w]`
+    image: Tensor,
+    /// H = Kᵀ Z over the columns Z covers, grown a block at a time. `[w − l, w − l]` or `[w, w]`
+    h: Tensor,
+}
+
+/// The Ritz pairs of the current basis: values descending, their coordinates in the basis, and
+/// the largest relative residual ‖Z w − θ K w‖ / θ over the `k` leading ones.
+struct Ritz {
+    /// `[w]`, descending.
+    values: Tensor,
+    /// `[w, w]`, columns in the order of `values`.
+    vectors: Tensor,
+    residual: f64,
+}
+
+impl Krylov {
+    fn new(q: Vec<f64>, p: usize, l: usize) -> Self {
+        let opts = (tch::Kind::Double, tch::Device::Cpu);
+        let basis = Tensor::from_slice(&q).view([p as i64, l as i64]);
+        Krylov { p: p as i64, l: l as i64, image: Tensor::zeros([p as i64, 0], opts), h: Tensor::zeros([0, 0], opts), basis }
+    }
+
+    /// The newest block, row-major `[p, l]`, for the next pass.
+    fn newest(&self) -> Result<Vec<f64>> {
+        let w = self.basis.size()[1];
+        Ok(Vec::try_from(self.basis.narrow(1, w - self.l, self.l).contiguous().view(-1))?)
+    }
+
+    /// Records `z = AᵀA` (newest block) (`[p, l]`) and returns the Ritz pairs of the basis.
+    fn add_image(&mut self, z: &[f64], k: usize) -> Result<Ritz> {
+        let z = Tensor::from_slice(z).view([self.p, self.l]);
+        // H grows by Kᵀz: its new rows are the new columns transposed (AᵀA is symmetric).
+        let w0 = self.image.size()[1];
+        let c = self.basis.tr().f_matmul(&z)?;
+        let (old, new) = (c.narrow(0, 0, w0), c.narrow(0, w0, self.l));
+        let top = Tensor::cat(&[&self.h, &old], 1);
+        let bottom = Tensor::cat(&[old.tr(), (&new + new.tr()) * 0.5], 1);
+        self.h = Tensor::cat(&[top, bottom], 0);
+        self.image = Tensor::cat(&[&self.image, &z], 1);
+        let (theta, w) = self.h.f_linalg_eigh("L")?;
+        let (theta, w) = (theta.flip([0]), w.flip([1]));
+        let (tk, wk) = (theta.narrow(0, 0, k as i64), w.narrow(1, 0, k as i64));
+        let r = self.image.f_matmul(&wk)? - self.basis.f_matmul(&wk)? * &tk;
+        let norms: Vec<f64> = Vec::try_from((&r * &r).f_sum_dim_intlist([0i64].as_slice(), false, tch::Kind::Double)?.sqrt())?;
+        let tk: Vec<f64> = Vec::try_from(tk)?;
+        let residual = norms.iter().zip(&tk).map(|(&r, &t)| if t > 0.0 { r / t } else { 0.0 }).fold(0.0, f64::max);
+        Ok(Ritz { values: theta, vectors: w, residual })
+    }
+
+    /// Adds the next block: the newest block's image made orthogonal to the basis. A full basis
+    /// (`KRYLOV_BLOCKS` blocks, or no room for another block in `p` dimensions) first restarts
+    /// from its leading `l` Ritz vectors (their images are Z W, their H the Ritz values); where
+    /// even those leave no room (`2l > p`), the step is subspace iteration's (the basis becomes
+    /// the span of their images).
+    fn extend(&mut self, ritz: &Ritz) -> Result<()> {
+        let w = self.basis.size()[1];
+        let mut next = self.image.narrow(1, w - self.l, self.l);
+        if w + self.l > (KRYLOV_BLOCKS as i64 * self.l).min(self.p) {
+            let lead = ritz.vectors.narrow(1, 0, self.l);
+            self.basis = self.basis.f_matmul(&lead)?;
+            self.image = self.image.f_matmul(&lead)?;
+            self.h = ritz.values.narrow(0, 0, self.l).diag(0);
+            next = self.image.shallow_clone();
+            if 2 * self.l > self.p {
+                self.basis = Tensor::f_linalg_qr(&next, "reduced")?.0;
+                self.image = self.image.narrow(1, 0, 0);
+                self.h = self.h.narrow(0, 0, 0).narrow(1, 0, 0);
+                return Ok(());
+            }
+        }
+        // Block classical Gram–Schmidt, twice (each time followed by a QR within the block):
+        // orthogonal to working precision even where the image lies almost inside the basis.
+        for _ in 0..2 {
+            next = &next - self.basis.f_matmul(&self.basis.tr().f_matmul(&next)?)?;
+            next = Tensor::f_linalg_qr(&next, "reduced")?.0;
+        }
+        self.basis = Tensor::cat(&[&self.basis, &next], 1);
+        Ok(())
+    }
+
+    /// The leading `l` Ritz vectors of the basis (its pairs `ritz`), row-major `[p, l]`.
+    fn leading(&self, ritz: &Ritz) -> Result<Vec<f64>> {
+        let v = self.basis.f_matmul(&ritz.vectors.narrow(1, 0, self.l))?;
+        Ok(Vec::try_from(v.contiguous().view(-1))?)
+    }
 }
 
 /// `[len]` standard normal values from `seed`.
