@@ -10,8 +10,9 @@ use txfm::data::SourceOptions;
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// PCA of LibNorm+log1p expression, as scanpy's normalize_total → log1p →
-    /// [highly_variable_genes] → pca, by randomized SVD streamed from disk. Writes obsm['X_pca'],
-    /// the loadings (<out>.pcs.tsv) and the explained variance (<out>.pca.json).
+    /// [highly_variable_genes] → pca, streamed from disk (an exact SVD where it is cheap, else a
+    /// randomized block Krylov one). Writes obsm['X_pca'], the loadings (<out>.pcs.tsv) and the
+    /// explained variance (<out>.pca.json).
     Pca(PcaArgs),
     /// (Lib+Log)Norm expression as the embedding: obsm['X_libnorm'], over the highly variable
     /// genes of wide inputs (the genes kept: <out>.genes.tsv).
@@ -61,7 +62,7 @@ pub struct PcaArgs {
     /// full) or randomized.
     #[arg(long, default_value = "auto")]
     svd_solver: SvdSolver,
-    /// Randomized solver: most power passes over the data before the final one.
+    /// Randomized solver: most passes of its Krylov basis over the data before the final one.
     #[arg(long, default_value_t = SvdConfig::default().n_iter)]
     n_iter: usize,
     /// Randomized solver: stop once every component's Ritz residual is within this share of its
