@@ -64,10 +64,29 @@ pub struct ModelConfig {
     /// validation losses are always unweighted. An experiment's knob (docs/experiments.md § 12).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub loss_gene_weight_power: f64,
+    /// Standard deviation of the learned CLS token's N(0, σ²) initialisation; 0 starts it at
+    /// exactly zero. ViT's (and MAE's) 0.02 is the default. Every residual branch adds only
+    /// `LayerScale · W_o·W_v·(…)` ≈ 10⁻³ per coordinate to the CLS position at the start, so beside
+    /// a 0.02 token the CLS output first varies across cells by about one per cent; from zero, the
+    /// final LayerNorm reads the (cell-dependent) attention pool alone. An experiment's knob
+    /// (docs/experiments.md § 20).
+    #[serde(default = "default_cls_init_std", skip_serializing_if = "is_default_cls_init_std")]
+    pub cls_init_std: f64,
 }
 
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
+}
+
+/// ViT's initialisation scale, which the CLS token has always had; configs without the field
+/// (every config before it) mean it, and it is not written out, so their files and ablation cache
+/// keys are unchanged.
+fn default_cls_init_std() -> f64 {
+    0.02
+}
+
+fn is_default_cls_init_std(v: &f64) -> bool {
+    *v == default_cls_init_std()
 }
 
 /// The starting point of the decoder's output bias `b` (`[G]`).
@@ -190,6 +209,7 @@ impl ModelConfig {
             decoder_bias_init: DecoderBiasInit::Baseline,
             cls_variance_weight: 0.0,
             loss_gene_weight_power: 0.0,
+            cls_init_std: default_cls_init_std(),
         }
     }
 
@@ -233,6 +253,7 @@ impl ModelConfig {
             decoder_bias_init: DecoderBiasInit::Baseline,
             cls_variance_weight: 0.0,
             loss_gene_weight_power: 0.0,
+            cls_init_std: default_cls_init_std(),
         }
     }
 
@@ -279,6 +300,9 @@ impl ModelConfig {
         }
         if !(self.gene_embedding_std.is_finite() && self.gene_embedding_std > 0.0) {
             return bad("gene_embedding_std", format!("{} is not a positive number", self.gene_embedding_std));
+        }
+        if !(self.cls_init_std.is_finite() && self.cls_init_std >= 0.0) {
+            return bad("cls_init_std", format!("{} is not a standard deviation >= 0", self.cls_init_std));
         }
         if !(self.layer_scale_init.is_finite() && self.layer_scale_init > 0.0) {
             return bad("layer_scale_init", format!("{} is not a positive number", self.layer_scale_init));

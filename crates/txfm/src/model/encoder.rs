@@ -57,7 +57,6 @@ pub(super) struct Encoder {
 impl Encoder {
     pub(super) fn new(path: nn::Path, config: &ModelConfig, n_genes: usize) -> Self {
         let d = config.d_model as i64;
-        let init = nn::Init::Randn { mean: 0.0, stdev: 0.02 };
         let gene_init = nn::Init::Randn { mean: 0.0, stdev: config.gene_embedding_std };
         let (embedding_width, value) = match config.value_encoding {
             ValueEncoding::Concat => (d - 1, Value::Concat),
@@ -102,7 +101,7 @@ impl Encoder {
         Encoder {
             gene_embedding: path.var("gene_embedding", &[n_genes as i64, embedding_width], gene_init),
             value,
-            cls: path.var("cls", &[1, 1, d], init),
+            cls: path.var("cls", &[1, 1, d], nn::Init::Randn { mean: 0.0, stdev: config.cls_init_std }),
             blocks,
             norm: layer_norm(&path / "norm", config.d_model),
         }

@@ -476,6 +476,26 @@ mod tests {
     }
 
     #[test]
+    fn the_cls_token_starts_at_its_configured_scale() {
+        let cls = |config: &ModelConfig| {
+            let (_rng, vs, _model) = model(config);
+            let vars = vs.variables();
+            let (_, t) = vars.iter().find(|(name, _)| name.ends_with("cls")).expect("a cls variable");
+            t.std(false).double_value(&[])
+        };
+        // ViT's default, and exactly zero when asked (docs/experiments.md § 20).
+        let vit = cls(&ModelConfig::tiny());
+        assert!((0.01..0.04).contains(&vit), "std {vit}");
+        assert_eq!(cls(&ModelConfig { cls_init_std: 0.0, ..ModelConfig::tiny() }), 0.0);
+        let err = ModelConfig { cls_init_std: -1.0, ..ModelConfig::tiny() }.validate("x").unwrap_err().to_string();
+        assert!(err.contains("cls_init_std"), "{err}");
+        // Not written when default, so configs (and ablation cache keys) from before it are unchanged.
+        assert!(!toml::to_string(&ModelConfig::tiny()).unwrap().contains("cls_init_std"));
+        let zero = ModelConfig { cls_init_std: 0.0, ..ModelConfig::tiny() };
+        assert_eq!(toml::from_str::<ModelConfig>(&toml::to_string(&zero).unwrap()).unwrap(), zero);
+    }
+
+    #[test]
     fn a_baseline_initialised_decoder_predicts_the_constants() {
         let (_rng, _vs, mut model) = model(&ModelConfig::tiny());
         let constants: Vec<f64> = (0..G).map(|g| 0.5 * g as f64).collect();

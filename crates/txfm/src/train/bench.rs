@@ -221,6 +221,7 @@ pub fn model_config(
         decoder_bias_init: Default::default(),
         cls_variance_weight: 0.0,
         loss_gene_weight_power: 0.0,
+        cls_init_std: ModelConfig::tiny().cls_init_std,
         n_blocks: blocks,
         n_heads: heads,
         mlp_ratio,
