@@ -292,8 +292,8 @@ pub(super) fn flip_signs(components: &mut [f64], p: usize, k: usize) -> Vec<f64>
 }
 
 /// Passes still to run, at most `most`, if the residual keeps falling from `last` to `now` at the
-/// rate of its last pass (subspace iteration shrinks it geometrically once the basis has the
-/// leading directions): an estimate for the progress display only.
+/// rate of its last pass (it shrinks about geometrically once the basis holds the leading
+/// directions): an estimate for the progress display only.
 fn passes_left(last: Option<f64>, now: f64, tol: f64, most: usize) -> usize {
     if most == 0 {
         return 0;

@@ -108,12 +108,7 @@ impl PerturbInput {
 
 /// Reads `path` as [`InputConfig`] says.
 pub fn load(path: &Path, cfg: &InputConfig) -> Result<PerturbInput> {
-    if cfg.obsm_keys.is_empty() {
-        return Err(Error::Invalid("no obsm key given: name at least one embedding (e.g. --obsm X_pca)".into()));
-    }
-    let opts = SourceOptions { layer: cfg.layer.clone(), ..Default::default() };
-    let mut src = open_source(path, &opts)?;
-    assemble(src.as_mut(), cfg, None, &mut |key| read_obsm(path, key))
+    load_assigned(path, cfg, None)
 }
 
 /// [`load`] with the guide matrix's assignment already made by [`load_guide_labels`] on a file
