@@ -27,6 +27,7 @@ enum Command {
     Train(cmd::train::Args),
     Finetune(cmd::finetune::Args),
     Embed(cmd::embed::Args),
+    Axes(cmd::axes::Args),
     #[command(subcommand)]
     Baseline(cmd::baseline::Command),
     #[command(subcommand)]
@@ -47,6 +48,7 @@ fn main() {
         Command::Train(a) => cmd::train::run(a),
         Command::Finetune(a) => cmd::finetune::run(a),
         Command::Embed(a) => cmd::embed::run(a),
+        Command::Axes(a) => cmd::axes::run(a),
         Command::Baseline(c) => cmd::baseline::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Ablate(a) => cmd::ablate::run(a),

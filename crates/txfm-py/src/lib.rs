@@ -104,10 +104,10 @@ fn array2<'py>(py: Python<'py>, n: usize, d: usize, values: Vec<f32>) -> PyResul
     Ok(a.into_pyarray(py))
 }
 
-/// Embeddings of every row (`readout`: `cls` or `cls_mean`). Returns `float32 [n_obs, d]` (`2d`
-/// for `cls_mean`).
+/// Embeddings of every row (`readout`: `cls` or `cls_mean`; in the model's principal axes unless
+/// `principal_axes` is false). Returns `float32 [n_obs, d]` (`2d` for `cls_mean`).
 #[pyfunction]
-#[pyo3(signature = (model, spec, obs_names, var_names, matrix_name="X", k=None, samplings=1, readout="cls", seed=None, batch_size=256, device="cpu", gene_ids="auto", allow_non_counts=false, threads=None, progress=None))]
+#[pyo3(signature = (model, spec, obs_names, var_names, matrix_name="X", k=None, samplings=1, readout="cls", principal_axes=true, seed=None, batch_size=256, device="cpu", gene_ids="auto", allow_non_counts=false, threads=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn embed<'py>(
     py: Python<'py>,
@@ -119,6 +119,7 @@ fn embed<'py>(
     k: Option<usize>,
     samplings: usize,
     readout: &str,
+    principal_axes: bool,
     seed: Option<u64>,
     batch_size: usize,
     device: &str,
@@ -135,6 +136,7 @@ fn embed<'py>(
         k,
         samplings,
         readout: readout.parse().py()?,
+        principal_axes,
         seed,
         batch_size,
         device: device.parse().py()?,

@@ -80,9 +80,23 @@ def test_cls_mean_readout_equals_cli_and_keeps_the_cls(trained, cells, cli, tmp_
     want = np.load(out)
     both = txfm.embed(small.copy(), run, readout="cls_mean", progress=False).obsm["X_txfm"]
     np.testing.assert_array_equal(both, want)
-    cls = txfm.embed(small.copy(), run, progress=False).obsm["X_txfm"]
-    assert both.shape == (200, 2 * cls.shape[1])
-    np.testing.assert_array_equal(both[:, : cls.shape[1]], cls)
+    # The raw read-outs: the CLS is the first half of [CLS ; token mean], bit for bit, and the
+    # CLI's --no-axes writes the same.
+    raw_out = tmp_path / "raw.npy"
+    r = run_cli(cli, "embed", "--model", run, "--input", path, "--output", raw_out, "--readout", "cls_mean", "--no-axes")
+    assert r.returncode == 0, r.stderr
+    raw_both = txfm.embed(small.copy(), run, readout="cls_mean", principal_axes=False, progress=False).obsm["X_txfm"]
+    np.testing.assert_array_equal(raw_both, np.load(raw_out))
+    raw_cls = txfm.embed(small.copy(), run, principal_axes=False, progress=False).obsm["X_txfm"]
+    assert raw_both.shape == (200, 2 * raw_cls.shape[1])
+    np.testing.assert_array_equal(raw_both[:, : raw_cls.shape[1]], raw_cls)
+    # The trained run's final checkpoint carries principal axes: each read-out is mapped into its
+    # own, a shift and a rotation (same distances, other coordinates).
+    for mapped, raw in [(both, raw_both), (txfm.embed(small.copy(), run, progress=False).obsm["X_txfm"], raw_cls)]:
+        assert np.abs(mapped - raw).max() > 1e-3
+        def distances(x):
+            return np.linalg.norm(x[:40, None] - x[None, :40], axis=-1)
+        np.testing.assert_allclose(distances(mapped), distances(raw), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="expected cls or cls_mean"):
         txfm.embed(small.copy(), run, readout="mean", progress=False)
 

@@ -185,7 +185,7 @@ fn later_stages_markdown(embed: &EmbedSummary, pca_variance: f64, bench: &Pertur
          `txfm embed --readout cls_mean` wrote the CLS embedding of all {n} cells ({d} dimensions, \
          the paper's) into `obsm['X_txfm']` of `cells.h5ad`, and beside it the CLS with the mean of \
          the visible genes' output tokens ({d2} dimensions) into `obsm['{CLS_MEAN_KEY}']`, at {rate:.0} \
-         cells/s.\n\n\
+         cells/s, {axes}.\n\n\
          ## 5. Baselines\n\n\
          `txfm baseline pca` added `obsm['X_pca']` (50 components of LibNorm+log1p, {var:.1}% of the \
          variance; loadings in `cells.pca.pcs.tsv`) and `txfm baseline libnorm` `obsm['X_libnorm']`.\n\n\
@@ -197,6 +197,14 @@ fn later_stages_markdown(embed: &EmbedSummary, pca_variance: f64, bench: &Pertur
         d = embed.dim / 2,
         d2 = embed.dim,
         rate = embed.cells_per_second(),
+        axes = match embed.axes_cells {
+            Some(n) => format!(
+                "each in its principal axes, fitted on {n} training cells at the end of training and saved \
+                 with the weights (centred and rotated, distances unchanged: the benchmark's `scale` then \
+                 whitens them as it whitens a PCA's; `--no-axes` writes the raw read-out)"
+            ),
+            None => "the raw read-out (the checkpoint carries no principal axes)".into(),
+        },
         var = 100.0 * pca_variance,
     );
     for key in EMBEDDINGS {

@@ -12,7 +12,8 @@ use super::source_args::SourceArgs;
 
 /// Embed every sample of an input (.h5ad, 10x MTX folder or bulk table) with a trained model:
 /// its genes are mapped onto the model's vocabulary, K visible genes are drawn from those it
-/// profiles as in training, and the encoder's CLS output (see --readout) is written, streamed chunk by chunk.
+/// profiles as in training, and the encoder's CLS output (see --readout), in the principal axes
+/// the model carries (see --no-axes), is written, streamed chunk by chunk.
 /// Output by extension: .h5ad (a copy of the input's obs, var, X and obsm plus obsm[KEY]),
 /// .npy (float32 n_obs × d, with obs in <stem>.obs.tsv) or .parquet (obs_name, obs columns,
 /// KEY_0 … KEY_{d-1}).
@@ -53,6 +54,12 @@ pub struct Args {
     /// of each cell and at least K. Give it to replay the training loader's draw exactly.
     #[arg(long)]
     k: Option<usize>,
+    /// Write the raw read-out instead of mapping it into the principal axes fitted on the
+    /// training corpus at the end of training (a shift and a rotation: distances are the same,
+    /// but the columns are then uncorrelated and ordered by variance, as a PCA's, so that the
+    /// benchmark's `scale` whitens them; docs/experiments.md § 22).
+    #[arg(long)]
+    no_axes: bool,
     /// Samples per forward pass.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
@@ -84,6 +91,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         k: a.k,
         samplings: a.samplings,
         readout: a.readout,
+        principal_axes: !a.no_axes,
         batch_size: a.batch_size,
         device: a.device.parse::<DeviceSpec>()?,
         threads: a.threads,
@@ -93,12 +101,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let job = EmbedJob::prepare(opts)
         .with_context(|| format!("embedding {} with {}", a.input.display(), a.model.display()))?;
     eprintln!(
-        "model {} (step {}, d = {}), read-out {} ({} dims)",
+        "model {} (step {}, d = {}), read-out {} ({} dims), {}",
         job.embedder.bundle.dir.display(),
         job.embedder.bundle.step().map_or("?".to_string(), |s| s.to_string()),
         job.embedder.bundle.config.model.d_model,
         job.opts.readout,
-        job.embedder.dim()
+        job.embedder.dim(),
+        job.axes_note()
     );
     eprintln!("genes: {}", job.genes.mapping.report);
     eprintln!("{}", job.genes);

@@ -5,6 +5,7 @@ pub mod train;
 pub mod finetune;
 pub mod source_args;
 pub mod embed;
+pub mod axes;
 pub mod baseline;
 pub mod bench;
 pub mod bench_perturb;

@@ -46,6 +46,12 @@ pub struct RunConfig {
     /// [`HEALTH_LABEL_COLUMNS`] that the corpus carries, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_label: Option<String>,
+    /// Training-split cells the read-outs' principal axes ([`crate::model::axes`]) are fitted on
+    /// once the run's last step is done: saved in the final checkpoint and applied by `txfm
+    /// embed`, so that the benchmark's `scale` whitens the embedding as it whitens a PCA's
+    /// (docs/experiments.md § 22). A seeded subsample of a larger split; 0 fits none.
+    #[serde(default = "default_axes_cells")]
+    pub axes_cells: usize,
     /// Mixed precision on CUDA (ignored on CPU): the forward pass runs under libtorch autocast at
     /// `autocast_dtype`; weights, optimizer moments and the loss stay float32.
     pub autocast: bool,
@@ -108,6 +114,10 @@ impl RunConfig {
     }
 }
 
+fn default_axes_cells() -> usize {
+    20_000
+}
+
 fn default_bucket_mb() -> f64 {
     25.0
 }
@@ -167,6 +177,7 @@ impl RunConfig {
             eval_every: 250,
             eval_batches: None,
             health_label: None,
+            axes_cells: default_axes_cells(),
             autocast: false,
             autocast_dtype: AutocastDtype::Bf16,
             bucket_mb: default_bucket_mb(),
@@ -227,6 +238,7 @@ impl RunConfig {
             eval_every: 1_000,
             eval_batches: Some(50),
             health_label: None,
+            axes_cells: default_axes_cells(),
             // bf16 on GPU, as the paper trained.
             autocast: true,
             autocast_dtype: AutocastDtype::Bf16,

@@ -1,7 +1,7 @@
 //! The embedding loop: a checkpoint's encoder, in evaluation mode (no stochastic depth) and
 //! without gradients, turns each input row's visible genes into its embedding (the CLS, or
 //! [CLS ; token mean]: [`Readout`]), averaged over `samplings` independent draws of the visible
-//! genes.
+//! genes, and mapped into the model's principal axes when asked ([`Embedder::use_axes`]).
 //!
 //! The input is streamed: a reader thread reads row chunks, maps them onto the model's genes and
 //! hands them over (two chunks in flight at most) while this thread runs the encoder, so memory
@@ -16,7 +16,7 @@ use tch::{nn, Device, Tensor};
 use super::genes::{GeneMap, ModelRows};
 use super::sampler::Sampler;
 use crate::data::{CsrChunk, ExpressionSource};
-use crate::model::{ModelBundle, Readout, TxFm};
+use crate::model::{ModelBundle, PrincipalAxes, Readout, TxFm};
 use crate::runtime::with_autocast;
 use crate::{Error, Result};
 
@@ -29,6 +29,11 @@ pub struct Embedder {
     device: Device,
     /// What is read from the encoder's output tokens ([`Readout::Cls`] unless set).
     pub readout: Readout,
+    /// The read-out's principal axes the embeddings are mapped into; `None` (unless
+    /// [`Embedder::use_axes`] set them): the raw read-out.
+    pub axes: Option<PrincipalAxes>,
+    /// Cells [`Self::axes`] were fitted on.
+    pub axes_cells: Option<u64>,
 }
 
 impl Embedder {
@@ -37,7 +42,17 @@ impl Embedder {
     pub fn load(path: &Path, device: Device) -> Result<Self> {
         let bundle = ModelBundle::open(path)?;
         let (vs, model) = bundle.load_weights(device)?;
-        Ok(Embedder { bundle, _vs: vs, model, device, readout: Readout::Cls })
+        Ok(Embedder { bundle, _vs: vs, model, device, readout: Readout::Cls, axes: None, axes_cells: None })
+    }
+
+    /// Maps the embeddings of the current [`Self::readout`] into the principal axes the model
+    /// carries (fitted on its training corpus at the end of training), if it has them; returns
+    /// whether it does. Set the read-out first.
+    pub fn use_axes(&mut self) -> Result<bool> {
+        let axes = self.bundle.axes()?;
+        self.axes_cells = axes.as_ref().map(|a| a.n_cells);
+        self.axes = axes.map(|a| a.get(self.readout).clone());
+        Ok(self.axes.is_some())
     }
 
     /// Embedding width: the model's `d_model`, twice that for [`Readout::ClsMean`].
@@ -68,7 +83,7 @@ impl Embedder {
         }
     }
 
-    /// Embeddings ([`Embedder::readout`]) of every row of `rows`, averaged over samplings
+    /// Embeddings ([`Embedder::readout`], in [`Embedder::axes`] if set) of every row of `rows`, averaged over samplings
     /// `0..samplings`, encoded `batch_size` rows at a time. Row-major `[rows.n_rows(), dim()]`.
     pub fn embed_rows(&self, rows: &ModelRows, profiled: &[u32], sampler: &Sampler, samplings: usize, batch_size: usize) -> Vec<f32> {
         let (n, d) = (rows.n_rows(), self.dim());
@@ -90,6 +105,10 @@ impl Embedder {
         if samplings > 1 {
             let scale = 1.0 / samplings as f32;
             out.iter_mut().for_each(|v| *v *= scale);
+        }
+        if let Some(axes) = &self.axes {
+            assert_eq!(axes.width(), d, "use_axes is called after the read-out is set");
+            axes.apply(&mut out);
         }
         out
     }

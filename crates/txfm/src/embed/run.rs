@@ -49,6 +49,11 @@ pub struct EmbedOptions {
     /// What is read from the encoder's output tokens: the CLS (the paper's, the default) or
     /// `[CLS ; token mean]`, twice as wide.
     pub readout: Readout,
+    /// Map the read-out into the principal axes the model carries (fitted on its training corpus
+    /// at the end of training): the same embedding up to a shift and a rotation, in coordinates
+    /// ordered by variance whose columns are uncorrelated, as a PCA's are. A model without axes
+    /// embeds the raw read-out either way ([`EmbedJob::axes_note`] says so).
+    pub principal_axes: bool,
     /// Samples per forward pass.
     pub batch_size: usize,
     pub chunk_rows: usize,
@@ -75,6 +80,7 @@ impl Default for EmbedOptions {
             k: None,
             samplings: 1,
             readout: Readout::Cls,
+            principal_axes: true,
             batch_size: 256,
             chunk_rows: DEFAULT_CHUNK_ROWS,
             device: DeviceSpec::Cpu,
@@ -128,6 +134,8 @@ pub struct EmbedSummary {
     pub seconds: f64,
     /// What the output left out of the input, one line each.
     pub warnings: Vec<String>,
+    /// Cells the principal axes the embeddings are in were fitted on; `None`: the raw read-out.
+    pub axes_cells: Option<u64>,
 }
 
 impl EmbedSummary {
@@ -175,6 +183,9 @@ impl<'a> EmbedJob<'a> {
 
     fn with_source(opts: EmbedOptions, format: OutputFormat, mut embedder: Embedder, mut src: Box<dyn ExpressionSource + 'a>) -> Result<Self> {
         embedder.readout = opts.readout;
+        if opts.principal_axes {
+            embedder.use_axes()?;
+        }
         let input = src.path().to_path_buf();
         let genes = GeneMap::new(src.var_names(), opts.gene_ids, embedder.vocab(), &input)?;
         // Checked whatever the model's tau: a mistyped path must not pass unnoticed because this
@@ -202,6 +213,19 @@ impl<'a> EmbedJob<'a> {
         self.src.n_obs()
     }
 
+    /// What the embedding's coordinates are, for the user: the model's principal axes (and the
+    /// cells they were fitted on) or the raw read-out, and why.
+    pub fn axes_note(&self) -> String {
+        match (self.embedder.axes_cells, self.opts.principal_axes) {
+            (Some(n), _) => format!("in the model's principal axes (fitted on {n} training cells)"),
+            (None, false) => "the raw read-out (principal axes not applied, as asked)".into(),
+            (None, true) => "the raw read-out: this checkpoint carries no principal axes (a run fits them for its final \
+                             checkpoint only, and runs trained before txfm fitted them have none); the embedding is \
+                             valid, but the benchmark's `scale` does not whiten its correlated columns"
+                .into(),
+        }
+    }
+
     /// Embeds every row into the output; nothing is left at the output paths on error.
     pub fn run(mut self, progress: &ProgressBar) -> Result<EmbedSummary> {
         let started = Instant::now();
@@ -216,7 +240,8 @@ impl<'a> EmbedJob<'a> {
         self.stream(progress, &mut |chunk, emb| sink.write(chunk, emb))?;
         let warnings = sink.warnings();
         let files = sink.finish()?;
-        Ok(EmbedSummary { n_obs: meta.obs.n_obs(), dim: d, files, seconds: started.elapsed().as_secs_f64(), warnings })
+        let axes_cells = self.embedder.axes_cells;
+        Ok(EmbedSummary { n_obs: meta.obs.n_obs(), dim: d, files, seconds: started.elapsed().as_secs_f64(), warnings, axes_cells })
     }
 
     /// Embeds every row and returns the embeddings, row-major `[n_obs, d]`.
@@ -228,7 +253,8 @@ impl<'a> EmbedJob<'a> {
             out.extend_from_slice(emb);
             Ok(())
         })?;
-        let summary = EmbedSummary { n_obs: n, dim: d, files: Vec::new(), seconds: started.elapsed().as_secs_f64(), warnings: Vec::new() };
+        let axes_cells = self.embedder.axes_cells;
+        let summary = EmbedSummary { n_obs: n, dim: d, files: Vec::new(), seconds: started.elapsed().as_secs_f64(), warnings: Vec::new(), axes_cells };
         Ok((out, summary))
     }
 

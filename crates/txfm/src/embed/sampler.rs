@@ -72,19 +72,35 @@ impl Sampler {
     /// `profiled` (model indices, increasing). A `K` beyond the profiled genes shows them all and
     /// the batch is only as wide as they are: more slots would be padding, attended to by nothing.
     pub fn visible(&self, rows: &ModelRows, profiled: &[u32], sampling: u64, range: Range<usize>) -> HostVisible {
-        let row_k = |r: usize| {
-            let detected = if self.all_detected { rows.row(r).1.iter().filter(|&&c| c > 0.0).count() } else { 0 };
-            self.k.max(detected).min(profiled.len()).max(1)
-        };
-        let row_ks: Vec<usize> = range.clone().map(row_k).collect();
-        let (n, k) = (range.len(), row_ks.iter().copied().max().unwrap_or(1));
+        let draws: Vec<(Vec<u32>, Vec<f32>)> = range
+            .map(|r| {
+                let (genes, counts) = rows.row(r);
+                self.draw(profiled, genes, counts, rows.library_size[r], sampling, (rows.row_start + r) as u64)
+            })
+            .collect();
+        HostVisible::from_draws(&draws)
+    }
+
+    /// One sample's visible genes (of `profiled`) and their preprocessed values, for draw number
+    /// `sampling` of the sample keyed `key` (its row, or its corpus sample id); `genes`
+    /// (increasing) and `counts` are its detected genes and counts, `library_size` its total.
+    pub fn draw(&self, profiled: &[u32], genes: &[u32], counts: &[f32], library_size: f64, sampling: u64, key: u64) -> (Vec<u32>, Vec<f32>) {
+        let detected = if self.all_detected { counts.iter().filter(|&&c| c > 0.0).count() } else { 0 };
+        let k = self.k.max(detected).min(profiled.len()).max(1);
+        let mut rng = row_rng(self.seed, sampling, key);
+        let visible = sample_visible(profiled, k, self.weights.as_deref(), self.zero_weight, genes, counts, &mut rng);
+        let values = self.preprocess.values_at(genes, counts, library_size, &visible);
+        (visible, values)
+    }
+}
+
+impl HostVisible {
+    /// A batch of one row per draw of [`Sampler::draw`], as wide as the widest, the rest padded.
+    pub fn from_draws(draws: &[(Vec<u32>, Vec<f32>)]) -> Self {
+        let (n, k) = (draws.len(), draws.iter().map(|d| d.0.len()).max().unwrap_or(1).max(1));
         let mut b = HostVisible { n, k, genes: vec![0; n * k], values: vec![0.0; n * k], pad: vec![true; n * k] };
-        for ((i, r), &row_k) in range.enumerate().zip(&row_ks) {
-            let mut rng = row_rng(self.seed, sampling, (rows.row_start + r) as u64);
-            let (genes, counts) = rows.row(r);
-            let visible = sample_visible(profiled, row_k, self.weights.as_deref(), self.zero_weight, genes, counts, &mut rng);
-            let values = self.preprocess.values_at(genes, counts, rows.library_size[r], &visible);
-            for (j, (&g, v)) in visible.iter().zip(values).enumerate() {
+        for (i, (genes, values)) in draws.iter().enumerate() {
+            for (j, (&g, &v)) in genes.iter().zip(values).enumerate() {
                 b.genes[i * k + j] = g as i64;
                 b.values[i * k + j] = v;
                 b.pad[i * k + j] = false;

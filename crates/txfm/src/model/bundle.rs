@@ -6,6 +6,8 @@
 //! - `config.toml`: the full [`RunConfig`] (the model's shape, and the loader's K, preprocessing
 //!   and seed, which embedding replays),
 //! - `genes.tsv`: the vocabulary (`gene_id`, `symbol`), in weight order,
+//! - `axes.safetensors` (a run's final checkpoint; older ones lack it): the read-outs' principal
+//!   axes fitted on the training corpus ([`super::axes`]), which `txfm embed` applies,
 //! - `SHA256SUMS`: their SHA-256 in `sha256sum` format, verified on open.
 //!
 //! A training checkpoint (`train::checkpoint`) is a bundle plus the resume state
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{nn, Device};
 
+use super::axes::{ReadoutAxes, AXES_FILE};
 use super::TxFm;
 use crate::config::RunConfig;
 use crate::{Error, Result};
@@ -25,8 +28,8 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const CONFIG_FILE: &str = "config.toml";
 pub const GENES_FILE: &str = "genes.tsv";
 pub const SUMS_FILE: &str = "SHA256SUMS";
-/// The files a bundle consists of (besides `SHA256SUMS`).
-pub const BUNDLE_FILES: [&str; 3] = [MODEL_FILE, CONFIG_FILE, GENES_FILE];
+/// The files a bundle consists of (besides `SHA256SUMS`); the last, its axes, is optional.
+pub const BUNDLE_FILES: [&str; 4] = [MODEL_FILE, CONFIG_FILE, GENES_FILE, AXES_FILE];
 /// A run folder's checkpoints, and the file in it naming the newest complete one.
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const LATEST_FILE: &str = "latest";
@@ -78,6 +81,17 @@ impl ModelBundle {
 
     pub fn model_path(&self) -> PathBuf {
         self.dir.join(MODEL_FILE)
+    }
+
+    /// The read-outs' principal axes saved with the weights (verified with the other files on
+    /// open), or `None` for a model without them: a checkpoint before a run's last step, or one
+    /// written before txfm fitted them.
+    pub fn axes(&self) -> Result<Option<ReadoutAxes>> {
+        let path = self.dir.join(AXES_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        ReadoutAxes::load(&path, self.config.model.d_model).map(Some)
     }
 
     /// The training step the weights are from, when the folder is a run's `step-N` checkpoint.

@@ -5,6 +5,7 @@
 //! the profiled genes. [`ModelConfig`] holds every axis the paper ablates.
 
 mod activation;
+pub mod axes;
 mod batch_tensors;
 mod block;
 mod config;
@@ -19,6 +20,7 @@ mod testutil;
 mod txfm;
 pub mod bundle;
 
+pub use axes::{AxesAccumulator, PrincipalAxes, ReadoutAxes, AXES_FILE};
 pub use batch_tensors::BatchTensors;
 pub use bundle::ModelBundle;
 pub use config::{CountActivation, DecoderBiasInit, DecoderConfig, LossKind, ModelConfig, ValueEncoding};

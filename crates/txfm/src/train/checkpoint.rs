@@ -3,6 +3,8 @@
 //! `model.safetensors`, `config.toml`, `genes.tsv`, what embedding reads) plus the resume state:
 //! - `optimizer.safetensors`: AdamW's step count and moments,
 //! - `state.json`: where the run stands ([`TrainState`]),
+//! - `axes.safetensors`, in the final checkpoint only: the read-outs' principal axes
+//!   ([`crate::model::axes`]), fitted on the training corpus once training is done,
 //! - `SHA256SUMS`: the SHA-256 of each file above and of the bundle's, in `sha256sum` format (so
 //!   `sha256sum -c SHA256SUMS` checks it by hand), verified whenever the checkpoint is opened.
 //!
@@ -29,12 +31,12 @@ use super::vocab::{VocabMap, Vocabulary, GENES_SHOWN};
 use crate::atomic::{temp_dir_beside, write_atomic};
 use crate::corpus::Corpus;
 use crate::model::bundle::{genes_tsv, latest_in_run, sha256_file, verify, ModelBundle, CHECKPOINTS_DIR, CONFIG_FILE, GENES_FILE, LATEST_FILE, MODEL_FILE, SUMS_FILE};
-use crate::model::TxFm;
+use crate::model::{ReadoutAxes, TxFm, AXES_FILE};
 use crate::{Error, Result};
 
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
-/// The files `SHA256SUMS` covers, in its order.
+/// The files `SHA256SUMS` covers, in its order (and [`AXES_FILE`] last where written).
 const SUMMED: [&str; 5] = [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, CONFIG_FILE, GENES_FILE];
 
 /// What identifies the corpus a run trains on, to notice a resume on another one with the same
@@ -125,9 +127,17 @@ pub fn any_checkpoint(run: &Path) -> Result<Option<PathBuf>> {
     Ok(step_dirs(run)?.into_iter().next().map(|(_, p)| p))
 }
 
-/// Writes a checkpoint of `vs` (indexed by `vocab`) and `optimizer` at `state.step` and points
-/// `latest` at it.
-pub fn save(run: &Path, vs: &nn::VarStore, optimizer: &AdamW, state: &TrainState, config: &RunConfig, vocab: &Vocabulary) -> Result<PathBuf> {
+/// Writes a checkpoint of `vs` (indexed by `vocab`), `optimizer` and, when given, the read-out
+/// `axes` at `state.step` and points `latest` at it.
+pub fn save(
+    run: &Path,
+    vs: &nn::VarStore,
+    optimizer: &AdamW,
+    state: &TrainState,
+    config: &RunConfig,
+    vocab: &Vocabulary,
+    axes: Option<&ReadoutAxes>,
+) -> Result<PathBuf> {
     let dir = step_dir(run, state.step);
     let tmp = temp_dir_beside(&dir)?;
     let model_path = tmp.path().join(MODEL_FILE);
@@ -137,8 +147,11 @@ pub fn save(run: &Path, vs: &nn::VarStore, optimizer: &AdamW, state: &TrainState
     write_atomic(&tmp.path().join(STATE_FILE), &state_json)?;
     write_atomic(&tmp.path().join(CONFIG_FILE), &config.to_toml())?;
     write_atomic(&tmp.path().join(GENES_FILE), &genes_tsv(&vocab.names, &vocab.symbols))?;
+    if let Some(axes) = axes {
+        axes.save(&tmp.path().join(AXES_FILE))?;
+    }
     let mut sums = String::new();
-    for name in SUMMED {
+    for name in SUMMED.iter().chain(axes.is_some().then_some(&AXES_FILE)) {
         let _ = writeln!(sums, "{}  {name}", sha256_file(&tmp.path().join(name))?);
     }
     write_atomic(&tmp.path().join(SUMS_FILE), &sums)?;

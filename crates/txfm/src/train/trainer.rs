@@ -50,7 +50,8 @@ use super::schedule::OneCycle;
 use super::vocab::{VocabMap, Vocabulary};
 use crate::atomic::write_atomic;
 use crate::corpus::Corpus;
-use crate::model::{BatchTensors, DecoderBiasInit, TxFm};
+use crate::embed::fit_axes_on_corpus;
+use crate::model::{BatchTensors, DecoderBiasInit, ReadoutAxes, TxFm};
 use crate::runtime::DeviceSpec;
 use crate::{Error, Result};
 
@@ -471,7 +472,8 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
         // Single-process runs only: ranks stopping on their own would leave the others waiting.
         let go_on = opts.on_step.as_ref().is_none_or(|h| world.is_distributed() || (h.0)(&record, total));
         if state.step.is_multiple_of(config.checkpoint_every) || state.step == stop || !go_on {
-            last_checkpoint = Some(save_checkpoint(world, &opts.out, &vs, &optimizer, &state, &config, &vocab)?);
+            let axes = if state.step == total { final_axes(world, &model, &config, &corpus, &map, device, &bar)? } else { None };
+            last_checkpoint = Some(save_checkpoint(world, &opts.out, &vs, &optimizer, &state, &config, &vocab, axes.as_ref())?);
         }
         bar.set_position(state.step);
         bar.set_message(format!("loss {loss_value:.4} · {samples_per_s:.0} samples/s{health_line}"));
@@ -490,7 +492,10 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
     let checkpoint = match last_checkpoint {
         Some(c) => c,
         // Resumed at the final step: nothing was left to do, the checkpoint is the final one.
-        None => save_checkpoint(world, &opts.out, &vs, &optimizer, &state, &config, &vocab)?,
+        None => {
+            let axes = final_axes(world, &model, &config, &corpus, &map, device, &bar)?;
+            save_checkpoint(world, &opts.out, &vs, &optimizer, &state, &config, &vocab, axes.as_ref())?
+        }
     };
     Ok(TrainOutcome {
         first_step,
@@ -542,6 +547,7 @@ fn next_batch(loader: &Loader, batches: &mut Batches, at: LoaderState) -> Result
 }
 
 /// Rank 0 writes the checkpoint; every rank waits for it at a barrier and returns its folder.
+#[allow(clippy::too_many_arguments)]
 fn save_checkpoint(
     world: &World,
     run: &std::path::Path,
@@ -550,10 +556,31 @@ fn save_checkpoint(
     state: &TrainState,
     config: &RunConfig,
     vocab: &Vocabulary,
+    axes: Option<&ReadoutAxes>,
 ) -> Result<PathBuf> {
-    let dir = if world.is_root() { checkpoint::save(run, vs, optimizer, state, config, vocab)? } else { checkpoint::step_dir(run, state.step) };
+    let dir = if world.is_root() { checkpoint::save(run, vs, optimizer, state, config, vocab, axes)? } else { checkpoint::step_dir(run, state.step) };
     world.barrier()?;
     Ok(dir)
+}
+
+/// The read-outs' principal axes of the trained `model`, fitted by rank 0 on the training split
+/// for the final checkpoint (`config.axes_cells` cells at most; none when 0). The bar says so:
+/// on a CPU it takes about as long as embedding that many cells.
+fn final_axes(
+    world: &World,
+    model: &TxFm,
+    config: &RunConfig,
+    corpus: &Corpus,
+    map: &VocabMap,
+    device: Device,
+    bar: &indicatif::ProgressBar,
+) -> Result<Option<ReadoutAxes>> {
+    if !world.is_root() || config.axes_cells == 0 {
+        return Ok(None);
+    }
+    let mut shown = |n: u64| bar.set_message(format!("fitting the read-out's principal axes: {n} cells embedded"));
+    shown(0);
+    fit_axes_on_corpus(model, config, corpus, map, device, config.axes_cells, &mut shown).map(Some)
 }
 
 /// Gives libtorch the cores the loader's workers do not use, unless the user chose a thread

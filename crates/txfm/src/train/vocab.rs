@@ -95,6 +95,11 @@ impl VocabMap {
         Ok(VocabMap { to_model: to_model.into_iter().flatten().collect(), n_model: model.len() })
     }
 
+    /// The model index of corpus gene `corpus_gene`.
+    pub fn model_gene(&self, corpus_gene: u32) -> i64 {
+        self.to_model[corpus_gene as usize]
+    }
+
     /// True when batches pass through unchanged.
     pub fn is_identity(&self) -> bool {
         self.n_model == self.to_model.len() && self.to_model.iter().enumerate().all(|(i, &m)| m == i as i64)

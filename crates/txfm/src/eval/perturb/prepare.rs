@@ -18,7 +18,7 @@ use crate::data::h5ad::obsm::{H5adCopy, ObsmReader};
 use crate::data::SourceOptions;
 use crate::embed::npy::{obs_sidecar_path, NpyRows};
 use crate::embed::{EmbedJob, EmbedOptions, EmbedSummary, OutputFormat};
-use crate::model::Readout;
+use crate::model::{PrincipalAxes, Readout};
 use crate::{Error, Result};
 
 /// Where [`prepare`] puts the `[CLS ; token mean]` read-out ([`Readout::ClsMean`]), beside the
@@ -123,6 +123,8 @@ enum StageRows {
     /// The leading `usize` columns of an `.npy`: the CLS half of a `[CLS ; token mean]` embedding.
     NpyLeading(NpyRows, usize),
     Obsm(ObsmReader),
+    /// Another stage's rows in a read-out's principal axes.
+    Axes(Box<StageRows>, PrincipalAxes),
 }
 
 impl StageRows {
@@ -131,6 +133,7 @@ impl StageRows {
             StageRows::Npy(r) => r.d,
             StageRows::NpyLeading(_, d) => *d,
             StageRows::Obsm(r) => r.dim(),
+            StageRows::Axes(r, _) => r.dim(),
         }
     }
 
@@ -139,6 +142,11 @@ impl StageRows {
             StageRows::Npy(r) => r.read_rows(rows),
             StageRows::NpyLeading(r, d) => Ok(r.read_rows(rows)?.chunks(r.d).flat_map(|row| &row[..*d]).copied().collect()),
             StageRows::Obsm(r) => r.read_rows(rows),
+            StageRows::Axes(r, axes) => {
+                let mut out = r.read_rows(rows)?;
+                axes.apply(&mut out);
+                Ok(out)
+            }
         }
     }
 }
@@ -165,20 +173,29 @@ fn prepare_stages(input: &Path, output: &Path, what: &Prepare, progress: &indica
             source: source.clone(),
             ..what.embed.clone()
         };
-        let mut summary = EmbedJob::prepare(opts)?.run(progress)?;
-        summary.files = vec![output.to_path_buf()];
         if what.embed.readout == Readout::ClsMean {
-            // One pass gives both: the CLS is the first half of [CLS ; token mean], bit for bit,
-            // so the paper's embedding stays X_txfm and the wider read-out sits beside it.
-            stages.push(StageRows::NpyLeading(NpyRows::open(&npy)?, summary.dim / 2));
-            out.keys.push("X_txfm".into());
-            stages.push(StageRows::Npy(NpyRows::open(&npy)?));
-            out.keys.push(CLS_MEAN_KEY.into());
+            // One pass gives both: the CLS is the first half of the raw [CLS ; token mean], bit
+            // for bit, so the paper's embedding stays X_txfm and the wider read-out sits beside
+            // it, each then mapped into its own principal axes.
+            let job = EmbedJob::prepare(EmbedOptions { principal_axes: false, ..opts })?;
+            let axes = if what.embed.principal_axes { job.embedder.bundle.axes()? } else { None };
+            let mut summary = job.run(progress)?;
+            summary.files = vec![output.to_path_buf()];
+            summary.axes_cells = axes.as_ref().map(|a| a.n_cells);
+            let (cls, both) = (StageRows::NpyLeading(NpyRows::open(&npy)?, summary.dim / 2), StageRows::Npy(NpyRows::open(&npy)?));
+            match axes {
+                Some(a) => stages.extend([StageRows::Axes(Box::new(cls), a.cls), StageRows::Axes(Box::new(both), a.cls_mean)]),
+                None => stages.extend([cls, both]),
+            }
+            out.keys.extend(["X_txfm".into(), CLS_MEAN_KEY.into()]);
+            out.embed = Some(summary);
         } else {
+            let mut summary = EmbedJob::prepare(opts)?.run(progress)?;
+            summary.files = vec![output.to_path_buf()];
             stages.push(StageRows::Npy(NpyRows::open(&npy)?));
             out.keys.push("X_txfm".into());
+            out.embed = Some(summary);
         }
-        out.embed = Some(summary);
     }
     for &baseline in &what.baselines {
         let next = match baseline {

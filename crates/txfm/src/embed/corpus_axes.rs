@@ -1,0 +1,175 @@
+//! Fitting a model's read-out axes ([`ReadoutAxes`]) on its training corpus: the training split's
+//! cells are embedded as `txfm embed` embeds a file with this model's defaults (its K, seed,
+//! preprocessing and sampling weights; every detected gene visible for a run that draws detected
+//! genes first), one draw each, and the moments of their `[CLS ; token mean]` give both
+//! read-outs' axes. Shards are read a row group at a time, so memory does not grow with the
+//! corpus; `max_cells` bounds the time on a large one by a fixed, seeded subsample.
+//!
+//! Training does this for its final checkpoint; [`write_axes_bundle`] (`txfm axes`) does it for
+//! any model — one trained before txfm fitted axes, or an intermediate checkpoint — into a new
+//! bundle folder, leaving the model's own folder as it was.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use tch::Device;
+
+use super::sampler::{weights_from_corpus, HostVisible, Sampler};
+use crate::config::RunConfig;
+use crate::corpus::Corpus;
+use crate::atomic::{temp_dir_beside, write_atomic};
+use crate::model::bundle::{sha256_file, CONFIG_FILE, GENES_FILE, MODEL_FILE, SUMS_FILE};
+use crate::model::{AxesAccumulator, ModelBundle, Readout, ReadoutAxes, TxFm, AXES_FILE};
+use crate::runtime::{with_autocast, DeviceSpec};
+use crate::train::loader::Split;
+use crate::train::vocab::{VocabMap, Vocabulary};
+use crate::{Error, Result};
+
+/// Samples per forward pass.
+const BATCH: usize = 256;
+
+/// The sampler [`super::Embedder::sampler`] gives a model of `config` without options, over the
+/// corpus's vocabulary (whose weights the loader uses).
+fn corpus_sampler(config: &RunConfig, corpus: &Corpus) -> Sampler {
+    let tau = config.loader.tau;
+    Sampler {
+        k: config.model.n_visible,
+        seed: config.loader.seed,
+        preprocess: config.loader.preprocess,
+        weights: (tau != 0.0).then(|| weights_from_corpus(corpus, &corpus.var_names, tau)),
+        zero_weight: config.loader.zero_weight,
+        all_detected: config.loader.zero_weight < 1.0,
+    }
+}
+
+/// Whether training sample `sample` is among the ones fitted when a fraction `keep` of them is:
+/// a hash of (seed, sample), independent of the split's.
+fn kept(sample: u64, seed: u64, keep: f64) -> bool {
+    if keep >= 1.0 {
+        return true;
+    }
+    let mut z = (seed ^ 0xA7E5_0F17_5EED_0001).wrapping_add(sample.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < keep
+}
+
+/// Fits the read-out axes of `model` (of run `config`, whose vocabulary `to_model` maps `corpus`
+/// onto) on up to `max_cells` cells of the corpus's training split. `on_cells` is called with
+/// the cells embedded so far.
+pub fn fit_axes_on_corpus(
+    model: &TxFm,
+    config: &RunConfig,
+    corpus: &Corpus,
+    to_model: &VocabMap,
+    device: Device,
+    max_cells: usize,
+    on_cells: &mut dyn FnMut(u64),
+) -> Result<ReadoutAxes> {
+    let sampler = corpus_sampler(config, corpus);
+    let (seed, fraction) = (config.loader.seed, config.loader.validation_fraction);
+    let n_train = (corpus.n_samples() as f64 * (1.0 - fraction)).max(1.0);
+    // A little over the share, so that the cap, not the hash, usually decides the count.
+    let keep = 1.05 * max_cells as f64 / n_train;
+    let autocast = (device != Device::Cpu && config.autocast).then_some(config.autocast_dtype);
+    let mut acc = AxesAccumulator::new(config.model.d_model);
+    let mut draws: Vec<(Vec<u32>, Vec<f32>)> = Vec::with_capacity(BATCH);
+    let mut embed = |draws: &mut Vec<(Vec<u32>, Vec<f32>)>, acc: &mut AxesAccumulator| -> Result<()> {
+        if draws.is_empty() {
+            return Ok(());
+        }
+        let mut host = HostVisible::from_draws(draws);
+        for g in host.genes.iter_mut() {
+            *g = to_model.model_gene(*g as u32);
+        }
+        let visible = host.to_tensors(device);
+        let out = tch::no_grad(|| with_autocast(device, autocast, || model.embed(&visible, Readout::ClsMean)));
+        let rows: Vec<f32> = Vec::try_from(out.to_device(Device::Cpu).to_kind(tch::Kind::Float).flatten(0, -1))?;
+        if let Some(bad) = rows.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "corpus {}: an embedding is not finite ({}) while fitting the read-out's principal axes",
+                corpus.dir.display(),
+                rows[bad]
+            )));
+        }
+        acc.add(&rows);
+        draws.clear();
+        on_cells(acc.n_rows());
+        Ok(())
+    };
+    'shards: for shard in 0..corpus.shard_paths().len() {
+        let reader = corpus.shard(shard)?;
+        for group in 0..reader.n_row_groups() {
+            let raw = reader.read_row_groups(vec![group])?;
+            let counts = corpus.to_vocab(&raw);
+            for i in 0..counts.n_rows() {
+                let sample = raw.sample[i];
+                if Split::of(sample, seed, fraction) != Split::Train || !kept(sample, seed, keep) {
+                    continue;
+                }
+                if acc.n_rows() as usize + draws.len() >= max_cells {
+                    break 'shards;
+                }
+                let dataset = raw.dataset[i] as usize;
+                let profiled = corpus.profiled.get(dataset).ok_or_else(|| {
+                    Error::format(&corpus.shard_paths()[shard], format!("sample {sample}: dataset {dataset} not in corpus.json"))
+                })?;
+                let (genes, values) = counts.row(i);
+                draws.push(sampler.draw(profiled, genes, values, raw.library_size[i], 0, sample));
+                if draws.len() == BATCH {
+                    embed(&mut draws, &mut acc)?;
+                }
+            }
+        }
+    }
+    embed(&mut draws, &mut acc)?;
+    acc.finish().map_err(|e| Error::Invalid(format!("corpus {}: {e}", corpus.dir.display())))
+}
+
+/// Fits the read-out axes of the model `model` names (a run, checkpoint or bundle folder) on up
+/// to `max_cells` training-split cells of the corpus in `corpus` (the model's own training corpus
+/// for the axes its run would have fitted; every corpus gene must be in the model's vocabulary)
+/// and writes a bundle into the new folder `out`: the model's weights, config and genes, the axes
+/// and their checksums. `out` must not exist; it appears whole or not at all.
+pub fn write_axes_bundle(model: &Path, corpus: &Path, out: &Path, max_cells: usize, device: DeviceSpec, on_cells: &mut dyn FnMut(u64)) -> Result<ReadoutAxes> {
+    if out.exists() {
+        return Err(Error::Invalid(format!("{}: already exists; choose a new folder for the bundle with axes", out.display())));
+    }
+    if max_cells < 2 {
+        return Err(Error::Invalid(format!("principal axes need at least 2 cells, got a cap of {max_cells}")));
+    }
+    let bundle = ModelBundle::open(model)?;
+    let corpus = Corpus::open(corpus)?;
+    let vocab = Vocabulary { names: bundle.var_names.clone(), symbols: bundle.var_symbols.clone() };
+    let map = VocabMap::new(&vocab, &corpus, &bundle.dir.join(GENES_FILE).display().to_string())?;
+    let device = device.resolve()?;
+    let (_vs, txfm) = bundle.load_weights(device)?;
+    let axes = fit_axes_on_corpus(&txfm, &bundle.config, &corpus, &map, device, max_cells, on_cells)?;
+    let tmp = temp_dir_beside(out)?;
+    for name in [MODEL_FILE, CONFIG_FILE, GENES_FILE] {
+        let (from, to) = (bundle.dir.join(name), tmp.path().join(name));
+        std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
+    }
+    axes.save(&tmp.path().join(AXES_FILE))?;
+    let mut sums = String::new();
+    for name in [MODEL_FILE, CONFIG_FILE, GENES_FILE, AXES_FILE] {
+        let _ = writeln!(sums, "{}  {name}", sha256_file(&tmp.path().join(name))?);
+    }
+    write_atomic(&tmp.path().join(SUMS_FILE), &sums)?;
+    std::fs::rename(tmp.keep(), out).map_err(|e| Error::io(out, e))?;
+    Ok(axes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kept;
+
+    #[test]
+    fn the_subsample_keeps_about_its_share() {
+        let n = (0..20_000u64).filter(|&s| kept(s, 3, 0.25)).count();
+        assert!((4_700..5_300).contains(&n), "{n} of 20000 at 25%");
+        assert!((0..100u64).all(|s| kept(s, 3, 1.0)));
+        assert_ne!((0..64u64).filter(|&s| kept(s, 3, 0.5)).collect::<Vec<_>>(), (0..64u64).filter(|&s| kept(s, 4, 0.5)).collect::<Vec<_>>(), "seeded");
+    }
+}
