@@ -166,7 +166,18 @@ impl RunConfig {
             loss_gene_weight_power: 0.0,
             ..ModelConfig::tiny()
         };
-        let loader = LoaderConfig { k: model.n_visible, tau: model.sampling_tau, zero_weight: 0.0, batch_size: 64, ..LoaderConfig::tiny() };
+        // 16 row groups shuffled together (LoaderConfig's default), not tiny's 2: a corpus is
+        // written one dataset after another, and 2-row-group buffers made most batches of the
+        // shared corpus single-dataset, which kept its pretraining on the per-gene baseline
+        // (docs/experiments.md § 25).
+        let loader = LoaderConfig {
+            k: model.n_visible,
+            tau: model.sampling_tau,
+            zero_weight: 0.0,
+            batch_size: 64,
+            buffer_row_groups: 16,
+            ..LoaderConfig::tiny()
+        };
         RunConfig {
             seed: 0,
             device: "cpu".into(),

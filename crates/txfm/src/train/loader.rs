@@ -780,4 +780,44 @@ mod tests {
         let partial: LoaderConfig = serde_json::from_str(r#"{"batch_size": 8, "preprocess": {"kind": "log1p"}}"#).unwrap();
         assert_eq!(partial, LoaderConfig { batch_size: 8, preprocess: Preprocess::Log1p, ..LoaderConfig::default() });
     }
+
+    /// Two simulated datasets written one after the other, as every corpus is built, in 16 row
+    /// groups of 50 cells (8 per dataset).
+    fn two_dataset_corpus() -> (tempfile::TempDir, Arc<Corpus>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut specs = Vec::new();
+        for (name, seed) in [("a", 1), ("b", 2)] {
+            let path = dir.path().join(format!("{name}.h5ad"));
+            let cfg = SimConfig { n_cells: 400, seed, ..SimConfig::tiny() };
+            simulate_to_h5ad(&cfg, &path, &indicatif::ProgressBar::hidden()).unwrap();
+            specs.push(DatasetSpec::new(name, &path, GeneIdKind::Raw));
+        }
+        let mut m = Manifest::new(specs, Filters { min_cells_per_gene: 1, min_genes_per_cell: 0 });
+        m.shard_rows = 50;
+        let out = dir.path().join("corpus");
+        build_corpus(&m, &out, &BuildOptions::default()).unwrap();
+        (dir, Arc::new(Corpus::open(&out).unwrap()))
+    }
+
+    #[test]
+    fn the_cpu_recipe_mixes_the_datasets_of_a_corpus_in_its_batches() {
+        // A shuffle buffer of 2 row groups made most batches single-dataset: on the shared corpus
+        // the gradient then swung from dataset to dataset and pretraining never left the per-gene
+        // baseline (docs/experiments.md § 25). The recipes shuffle 16 row groups together.
+        let (_dir, corpus) = two_dataset_corpus();
+        for (name, run) in [("small", crate::config::RunConfig::small()), ("tiny", crate::config::RunConfig::tiny())] {
+            let cfg = LoaderConfig { n_workers: 1, ..run.loader };
+            let cfg_batch = cfg.batch_size;
+            let loader = Loader::new(corpus.clone(), cfg, Split::Train).unwrap();
+            let (mut mixed, mut total) = (0, 0);
+            // The epoch's last batch holds what is left over (here a single sample).
+            for batch in loader.epoch_iter(LoaderState::default()).map(Result::unwrap).filter(|b| b.n == cfg_batch) {
+                let first = batch.sample.iter().filter(|&&s| s < 400).count();
+                mixed += usize::from(first > 0 && first < batch.n);
+                total += 1;
+            }
+            assert!(total >= 10, "{name}: {total} batches");
+            assert_eq!(mixed, total, "{name}: {mixed} of {total} batches hold both datasets");
+        }
+    }
 }
