@@ -9,7 +9,6 @@
 //! any model — one trained before txfm fitted axes, or an intermediate checkpoint — into a new
 //! bundle folder, leaving the model's own folder as it was.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use tch::Device;
@@ -17,11 +16,11 @@ use tch::Device;
 use super::sampler::{weights_from_corpus, HostVisible, Sampler};
 use crate::config::RunConfig;
 use crate::corpus::Corpus;
-use crate::atomic::{temp_dir_beside, write_atomic};
-use crate::model::bundle::{sha256_file, CONFIG_FILE, GENES_FILE, MODEL_FILE, SUMS_FILE};
+use crate::atomic::temp_dir_beside;
+use crate::model::bundle::{write_sums, BUNDLE_FILES, CONFIG_FILE, GENES_FILE, MODEL_FILE};
 use crate::model::{AxesAccumulator, ModelBundle, Readout, ReadoutAxes, TxFm, AXES_FILE};
 use crate::runtime::{with_autocast, DeviceSpec};
-use crate::train::loader::Split;
+use crate::train::loader::{sample_uniform, Split};
 use crate::train::vocab::{VocabMap, Vocabulary};
 use crate::{Error, Result};
 
@@ -33,31 +32,11 @@ const BATCH: usize = 256;
 /// the fit take 3 minutes after a 4-minute training run. Rows are also grouped by width.
 const BATCH_TOKENS: usize = 1 << 16;
 
-/// The sampler [`super::Embedder::sampler`] gives a model of `config` without options, over the
-/// corpus's vocabulary (whose weights the loader uses).
-fn corpus_sampler(config: &RunConfig, corpus: &Corpus) -> Sampler {
-    let tau = config.loader.tau;
-    Sampler {
-        k: config.model.n_visible,
-        seed: config.loader.seed,
-        preprocess: config.loader.preprocess,
-        weights: (tau != 0.0).then(|| weights_from_corpus(corpus, &corpus.var_names, tau)),
-        zero_weight: config.loader.zero_weight,
-        all_detected: config.loader.zero_weight < 1.0,
-    }
-}
-
 /// Whether training sample `sample` is among the ones fitted when a fraction `keep` of them is:
-/// a hash of (seed, sample), independent of the split's.
+/// a hash of (seed, sample) on a stream of its own, independent of the split's.
 fn kept(sample: u64, seed: u64, keep: f64) -> bool {
-    if keep >= 1.0 {
-        return true;
-    }
-    let mut z = (seed ^ 0xA7E5_0F17_5EED_0001).wrapping_add(sample.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    ((z >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < keep
+    const AXES_STREAM: u64 = 0xA7E5_0F17_5EED_0001;
+    keep >= 1.0 || sample_uniform(AXES_STREAM, seed, sample) < keep
 }
 
 /// Fits the read-out axes of `model` (of run `config`, whose vocabulary `to_model` maps `corpus`
@@ -72,7 +51,10 @@ pub fn fit_axes_on_corpus(
     max_cells: usize,
     on_cells: &mut dyn FnMut(u64),
 ) -> Result<ReadoutAxes> {
-    let sampler = corpus_sampler(config, corpus);
+    // Embedding's defaults, with the weights over the corpus's vocabulary (as the loader's).
+    let tau = config.loader.tau;
+    let weights = (tau != 0.0).then(|| weights_from_corpus(corpus, &corpus.var_names, tau));
+    let sampler = Sampler::of_run(config, None, None, weights);
     let (seed, fraction) = (config.loader.seed, config.loader.validation_fraction);
     let n_train = (corpus.n_samples() as f64 * (1.0 - fraction)).max(1.0);
     // A little over the share, so that the cap, not the hash, usually decides the count.
@@ -168,11 +150,7 @@ pub fn write_axes_bundle(model: &Path, corpus: &Path, out: &Path, max_cells: usi
         std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
     }
     axes.save(&tmp.path().join(AXES_FILE))?;
-    let mut sums = String::new();
-    for name in [MODEL_FILE, CONFIG_FILE, GENES_FILE, AXES_FILE] {
-        let _ = writeln!(sums, "{}  {name}", sha256_file(&tmp.path().join(name))?);
-    }
-    write_atomic(&tmp.path().join(SUMS_FILE), &sums)?;
+    write_sums(tmp.path(), BUNDLE_FILES)?;
     std::fs::rename(tmp.keep(), out).map_err(|e| Error::io(out, e))?;
     Ok(axes)
 }

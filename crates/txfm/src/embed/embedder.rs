@@ -72,15 +72,7 @@ impl Embedder {
     /// from 27.8 to 37.6 over the training K, the same weights (docs/experiments.md § 2.4). With an explicit `k`, or a
     /// run drawn the paper's way, each sample shows exactly K genes, as the loader drew them.
     pub fn sampler(&self, seed: Option<u64>, k: Option<usize>, weights: Option<Vec<f64>>) -> Sampler {
-        let c = &self.bundle.config;
-        Sampler {
-            k: k.unwrap_or(c.model.n_visible),
-            seed: seed.unwrap_or(c.loader.seed),
-            preprocess: c.loader.preprocess,
-            weights,
-            zero_weight: c.loader.zero_weight,
-            all_detected: k.is_none() && c.loader.zero_weight < 1.0,
-        }
+        Sampler::of_run(&self.bundle.config, seed, k, weights)
     }
 
     /// Embeddings ([`Embedder::readout`], in [`Embedder::axes`] if set) of every row of `rows`, averaged over samplings

@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
 use super::genes::{GeneMap, ModelRows};
+use crate::config::RunConfig;
 use crate::corpus::Corpus;
 use crate::data::ExpressionSource;
 use crate::model::{frequency_weights, VisibleTokens};
@@ -68,6 +69,20 @@ impl HostVisible {
 }
 
 impl Sampler {
+    /// The draw of a model trained as `config`: its K, τ-weighting (`weights`), preprocessing
+    /// and, unless `seed` is given, its `loader.seed`; see [`super::Embedder::sampler`] for what
+    /// `k = None` means.
+    pub fn of_run(config: &RunConfig, seed: Option<u64>, k: Option<usize>, weights: Option<Vec<f64>>) -> Sampler {
+        Sampler {
+            k: k.unwrap_or(config.model.n_visible),
+            seed: seed.unwrap_or(config.loader.seed),
+            preprocess: config.loader.preprocess,
+            weights,
+            zero_weight: config.loader.zero_weight,
+            all_detected: k.is_none() && config.loader.zero_weight < 1.0,
+        }
+    }
+
     /// Visible tokens of local rows `range` of `rows` for sampling `sampling`, drawn from
     /// `profiled` (model indices, increasing). A `K` beyond the profiled genes shows them all and
     /// the batch is only as wide as they are: more slots would be padding, attended to by nothing.

@@ -164,6 +164,16 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     }))
 }
 
+/// Writes `dir/SHA256SUMS` (atomically) with the SHA-256 of each of `files` in `dir`, in order,
+/// in `sha256sum` format: what [`verify`] checks on open.
+pub fn write_sums<'a>(dir: &Path, files: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let mut sums = String::new();
+    for name in files {
+        let _ = writeln!(sums, "{}  {name}", sha256_file(&dir.join(name))?);
+    }
+    crate::atomic::write_atomic(&dir.join(SUMS_FILE), &sums)
+}
+
 /// Checks the files of `dir/SHA256SUMS` among `files` (every file it lists when `files` is empty)
 /// against their recorded SHA-256. A folder without the file (written before checksums were
 /// recorded) passes unchecked; a listed file that is missing fails.

@@ -18,7 +18,6 @@
 //! to the newest intact checkpoint, saying which it skipped and why
 //! ([`Checkpoint::latest_intact`]).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -30,7 +29,7 @@ use super::optim::AdamW;
 use super::vocab::{VocabMap, Vocabulary, GENES_SHOWN};
 use crate::atomic::{temp_dir_beside, write_atomic};
 use crate::corpus::Corpus;
-use crate::model::bundle::{genes_tsv, latest_in_run, sha256_file, verify, ModelBundle, CHECKPOINTS_DIR, CONFIG_FILE, GENES_FILE, LATEST_FILE, MODEL_FILE, SUMS_FILE};
+use crate::model::bundle::{genes_tsv, latest_in_run, verify, write_sums, ModelBundle, CHECKPOINTS_DIR, CONFIG_FILE, GENES_FILE, LATEST_FILE, MODEL_FILE};
 use crate::model::{ReadoutAxes, TxFm, AXES_FILE};
 use crate::{Error, Result};
 
@@ -150,11 +149,7 @@ pub fn save(
     if let Some(axes) = axes {
         axes.save(&tmp.path().join(AXES_FILE))?;
     }
-    let mut sums = String::new();
-    for name in SUMMED.iter().chain(axes.is_some().then_some(&AXES_FILE)) {
-        let _ = writeln!(sums, "{}  {name}", sha256_file(&tmp.path().join(name))?);
-    }
-    write_atomic(&tmp.path().join(SUMS_FILE), &sums)?;
+    write_sums(tmp.path(), SUMMED.into_iter().chain(axes.is_some().then_some(AXES_FILE)))?;
     // A folder of that name is left from a timeline abandoned by a resume from an earlier step.
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

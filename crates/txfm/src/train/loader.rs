@@ -67,9 +67,7 @@ pub enum Split {
 impl Split {
     /// The split of sample id `sample`; depends only on (seed, sample, fraction).
     pub fn of(sample: u64, seed: u64, validation_fraction: f64) -> Split {
-        let h = mix(mix(seed ^ SPLIT_STREAM) ^ sample);
-        // The top 53 bits as a uniform number in [0, 1).
-        if (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64) < validation_fraction { Split::Validation } else { Split::Train }
+        if sample_uniform(SPLIT_STREAM, seed, sample) < validation_fraction { Split::Validation } else { Split::Train }
     }
 
     fn index(self) -> usize {
@@ -495,6 +493,13 @@ fn stream_rng(stream: u64, seed: u64, epoch: u64, index: u64) -> ChaCha8Rng {
 /// embedding a cell replays the draw training showed it.
 pub(crate) fn visible_rng(seed: u64, epoch: u64, sample: u64) -> ChaCha8Rng {
     stream_rng(VISIBLE_STREAM, seed, epoch, sample)
+}
+
+/// A uniform number in [0, 1) fixed by (stream, seed, sample id): the top 53 bits of a hash.
+/// The split uses [`SPLIT_STREAM`]; other per-sample choices (the cells the read-out axes are
+/// fitted on) use streams of their own, independent of it.
+pub(crate) fn sample_uniform(stream: u64, seed: u64, sample: u64) -> f64 {
+    (mix(mix(seed ^ stream) ^ sample) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 /// SplitMix64's finaliser: a fast bijective hash whose output bits are all well mixed.
