@@ -126,17 +126,21 @@ pub fn any_checkpoint(run: &Path) -> Result<Option<PathBuf>> {
     Ok(step_dirs(run)?.into_iter().next().map(|(_, p)| p))
 }
 
-/// Writes a checkpoint of `vs` (indexed by `vocab`), `optimizer` and, when given, the read-out
-/// `axes` at `state.step` and points `latest` at it.
-pub fn save(
-    run: &Path,
-    vs: &nn::VarStore,
-    optimizer: &AdamW,
-    state: &TrainState,
-    config: &RunConfig,
-    vocab: &Vocabulary,
-    axes: Option<&ReadoutAxes>,
-) -> Result<PathBuf> {
+/// What a checkpoint holds, borrowed from the trainer: the weights `vs` (indexed by `vocab`),
+/// the optimiser, where the run stands, its config and, in the final checkpoint, the read-outs'
+/// principal axes.
+pub struct Snapshot<'a> {
+    pub vs: &'a nn::VarStore,
+    pub optimizer: &'a AdamW,
+    pub state: &'a TrainState,
+    pub config: &'a RunConfig,
+    pub vocab: &'a Vocabulary,
+    pub axes: Option<&'a ReadoutAxes>,
+}
+
+/// Writes `snapshot` as the checkpoint of `run` at its step and points `latest` at it.
+pub fn save(run: &Path, snapshot: &Snapshot) -> Result<PathBuf> {
+    let Snapshot { vs, optimizer, state, config, vocab, axes } = *snapshot;
     let dir = step_dir(run, state.step);
     let tmp = temp_dir_beside(&dir)?;
     let model_path = tmp.path().join(MODEL_FILE);

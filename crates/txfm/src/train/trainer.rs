@@ -38,7 +38,7 @@ use tch::{nn, Device};
 use crate::runtime::dist::{self, GradReducer, World};
 use crate::runtime::{cuda_device_count, with_autocast};
 
-use super::checkpoint::{self, checkpoints_dir, Checkpoint, TrainState};
+use super::checkpoint::{self, checkpoints_dir, Checkpoint, Snapshot, TrainState};
 use super::batch::Batch;
 use crate::config::RunConfig;
 use super::eval::{evaluate, Evaluation, GeneMeans, HealthLabels};
@@ -473,7 +473,8 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
         let go_on = opts.on_step.as_ref().is_none_or(|h| world.is_distributed() || (h.0)(&record, total));
         if state.step.is_multiple_of(config.checkpoint_every) || state.step == stop || !go_on {
             let axes = if state.step == total { final_axes(world, &model, &config, &corpus, &map, device, &bar)? } else { None };
-            last_checkpoint = Some(save_checkpoint(world, &opts.out, &vs, &optimizer, &state, &config, &vocab, axes.as_ref())?);
+            let snapshot = Snapshot { vs: &vs, optimizer: &optimizer, state: &state, config: &config, vocab: &vocab, axes: axes.as_ref() };
+            last_checkpoint = Some(save_checkpoint(world, &opts.out, &snapshot)?);
         }
         bar.set_position(state.step);
         bar.set_message(format!("loss {loss_value:.4} · {samples_per_s:.0} samples/s{health_line}"));
@@ -494,7 +495,8 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
         // Resumed at the final step: nothing was left to do, the checkpoint is the final one.
         None => {
             let axes = final_axes(world, &model, &config, &corpus, &map, device, &bar)?;
-            save_checkpoint(world, &opts.out, &vs, &optimizer, &state, &config, &vocab, axes.as_ref())?
+            let snapshot = Snapshot { vs: &vs, optimizer: &optimizer, state: &state, config: &config, vocab: &vocab, axes: axes.as_ref() };
+            save_checkpoint(world, &opts.out, &snapshot)?
         }
     };
     Ok(TrainOutcome {
@@ -548,17 +550,8 @@ fn next_batch(loader: &Loader, batches: &mut Batches, at: LoaderState) -> Result
 
 /// Rank 0 writes the checkpoint; every rank waits for it at a barrier and returns its folder.
 #[allow(clippy::too_many_arguments)]
-fn save_checkpoint(
-    world: &World,
-    run: &std::path::Path,
-    vs: &nn::VarStore,
-    optimizer: &AdamW,
-    state: &TrainState,
-    config: &RunConfig,
-    vocab: &Vocabulary,
-    axes: Option<&ReadoutAxes>,
-) -> Result<PathBuf> {
-    let dir = if world.is_root() { checkpoint::save(run, vs, optimizer, state, config, vocab, axes)? } else { checkpoint::step_dir(run, state.step) };
+fn save_checkpoint(world: &World, run: &std::path::Path, snapshot: &Snapshot) -> Result<PathBuf> {
+    let dir = if world.is_root() { checkpoint::save(run, snapshot)? } else { checkpoint::step_dir(run, snapshot.state.step) };
     world.barrier()?;
     Ok(dir)
 }
