@@ -6,7 +6,9 @@
 # five EFAAR databases.
 #   bash examples/jurkat_benchmark.sh [OUT]        (after ./txfm.sh quickstart has built the binary)
 # STEPS (pretraining, default 1500) and FT_STEPS (fine-tuning, default 1500) set the budget;
-# BENCH_ARGS adds flags to the benchmark (e.g. "--quick --no-inv" for a fast look).
+# SEED (default 0) the training seed (the model's initialisation and the loader's split, order and
+# visible genes; the fine-tuning run keeps it); BENCH_ARGS adds flags to the benchmark (e.g.
+# "--quick --no-inv" for a fast look). The README's table repeats this over SEED = 0, 1, 2.
 # The last command is the benchmark itself: given a run and raw counts, it embeds, computes the
 # baselines and writes the table, the JSON and the plots to OUT/bench.
 set -euo pipefail
@@ -18,7 +20,7 @@ data=../shared/data
 rm -rf "$out/run" "$out/run_ft" "$out/bench"
 "$txfm" corpus build --manifest examples/shared_corpus.toml --out "$out/corpus" --overwrite
 "$txfm" corpus build --manifest examples/jurkat_corpus.toml --out "$out/jurkat_corpus" --overwrite
-"$txfm" train --corpus "$out/corpus" --preset small --steps "${STEPS:-1500}" --out "$out/run"
+"$txfm" train --corpus "$out/corpus" --preset small --steps "${STEPS:-1500}" --seed "${SEED:-0}" --out "$out/run"
 "$txfm" finetune --from "$out/run" --corpus "$out/jurkat_corpus" --steps "${FT_STEPS:-1500}" --out "$out/run_ft"
 
 # Batches: `perturbation_2` (stimulated / unstimulated). `sample` has 367 wells, most of them

@@ -35,7 +35,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     cfg.run = QuickstartConfig::run_config(&a.run_preset)?;
     if let Some(s) = a.train_seed {
-        (cfg.run.seed, cfg.run.loader.seed) = (s, s);
+        cfg.run.reseed(s);
     }
     cfg.progress = std::io::stderr().is_terminal();
     let out = run_quickstart(&cfg)?;

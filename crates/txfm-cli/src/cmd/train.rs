@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Continue the run in --out from its latest checkpoint, with that checkpoint's config.
-    #[arg(long, conflicts_with_all = ["config", "steps", "batch_size", "micro_batch_size"])]
+    #[arg(long, conflicts_with_all = ["config", "steps", "batch_size", "micro_batch_size", "seed"])]
     resume: bool,
     /// cpu, cuda, cuda:N or auto (overrides the config's). With several ranks, cuda and auto mean
     /// the GPU of each process's local rank.
@@ -39,6 +39,10 @@ pub struct Args {
     /// Total steps (overrides the config's steps or epochs).
     #[arg(long)]
     steps: Option<u64>,
+    /// Seed of the run: the model's initialisation and the loader's split, order and visible
+    /// genes (overrides the config's seed and loader.seed). Repeat a recipe over seeds with it.
+    #[arg(long)]
+    seed: Option<u64>,
     /// Checkpoint and exit once this many steps are done (resume later with --resume).
     #[arg(long)]
     stop_at: Option<u64>,
@@ -91,6 +95,9 @@ fn train_rank(a: Args, root: bool) -> anyhow::Result<()> {
         }
         if let Some(s) = a.steps {
             (config.steps, config.epochs) = (Some(s), None);
+        }
+        if let Some(s) = a.seed {
+            config.reseed(s);
         }
         if let Some(b) = a.batch_size {
             config.loader.batch_size = b as usize;

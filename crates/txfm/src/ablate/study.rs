@@ -382,7 +382,7 @@ impl Study {
             let config_key = config_key(&row.config, &row.corpus);
             for &seed in &self.seeds {
                 let mut config = row.config.clone();
-                (config.seed, config.loader.seed) = (seed, seed);
+                config.reseed(seed);
                 cells.push(CellSpec { config_key: config_key.clone(), labels: labels.clone(), is_default: d == 0, seed, config, corpus: row.corpus.clone() });
             }
         }

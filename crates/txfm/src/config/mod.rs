@@ -100,6 +100,13 @@ pub const HEALTH_LABEL_COLUMNS: [&str; 8] =
     ["perturbation", "target_gene", "gene", "guide_target", "cell_type", "celltype", "cell_state", "cell_line"];
 
 impl RunConfig {
+    /// Seeds a run as a whole: the parameters and stochastic depth (`seed`) and the loader's
+    /// split, order and visible genes (`loader.seed`). A training seed in the experiments
+    /// (`--seed`, a study's seeds, the quickstart's `--train-seed`) means both.
+    pub fn reseed(&mut self, seed: u64) {
+        (self.seed, self.loader.seed) = (seed, seed);
+    }
+
     /// The label column of the health's kNN for a corpus with obs columns `available`; an explicitly
     /// configured column the corpus lacks is an error that names the columns it has.
     pub fn health_label_column(&self, available: &[String]) -> Result<Option<String>> {
