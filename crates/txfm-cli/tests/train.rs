@@ -8,15 +8,18 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tch::Tensor;
+use txfm::model::bundle::MODEL_FILE;
 use txfm::model::DecoderConfig;
 use txfm::simulate::SimConfig;
 use txfm::testing::sim_corpus;
+use txfm::train::checkpoint::step_dir;
 use txfm::train::metrics::read_metrics;
 use txfm::train::RunConfig;
 use common::{text, txfm};
 
-fn weights(run: &Path) -> Vec<(String, Tensor)> {
-    let mut t = Tensor::read_safetensors(run.join("checkpoints/step-0000300/model.safetensors")).unwrap();
+/// The weights of `run`'s checkpoint at `step`, by name.
+fn weights(run: &Path, step: u64) -> Vec<(String, Tensor)> {
+    let mut t = Tensor::read_safetensors(step_dir(run, step).join(MODEL_FILE)).unwrap();
     t.sort_by(|a, b| a.0.cmp(&b.0));
     t
 }
@@ -64,7 +67,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     assert_eq!(b.len(), 300);
     // serde_json's default float parsing may be an ulp off, hence the tolerance.
     assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-12 * x.abs()), "per-step losses differ");
-    for ((name, x), (_, y)) in weights(&dir.path().join("a")).iter().zip(&weights(&dir.path().join("b"))) {
+    for ((name, x), (_, y)) in weights(&dir.path().join("a"), 300).iter().zip(&weights(&dir.path().join("b"), 300)) {
         assert!(x.equal(y), "{name} differs");
     }
     // A fresh run into a folder that holds one is refused.
@@ -123,12 +126,8 @@ fn the_seed_flag_seeds_the_model_and_the_loader() {
     let config = |run: &str| RunConfig::load(&dir.path().join(run).join("config.toml")).unwrap();
     assert_eq!((config("flag").seed, config("flag").loader.seed), (3, 3));
     assert_eq!(config("flag"), config("file"));
-    let weights = |run: &str| {
-        let mut t = Tensor::read_safetensors(dir.path().join(run).join("checkpoints/step-0000006/model.safetensors")).unwrap();
-        t.sort_by(|a, b| a.0.cmp(&b.0));
-        t
-    };
-    let (flag, file, own) = (weights("flag"), weights("file"), weights("own"));
+    let at_end = |run: &str| weights(&dir.path().join(run), 6);
+    let (flag, file, own) = (at_end("flag"), at_end("file"), at_end("own"));
     assert!(flag.iter().zip(&file).all(|((_, x), (_, y))| x.equal(y)), "--seed 3 and a config seeded 3 trained different weights");
     assert!(flag.iter().zip(&own).any(|((_, x), (_, y))| !x.equal(y)), "--seed 3 trained the weights of seed 0");
 }

@@ -549,7 +549,6 @@ fn next_batch(loader: &Loader, batches: &mut Batches, at: LoaderState) -> Result
 }
 
 /// Rank 0 writes the checkpoint; every rank waits for it at a barrier and returns its folder.
-#[allow(clippy::too_many_arguments)]
 fn save_checkpoint(world: &World, run: &std::path::Path, snapshot: &Snapshot) -> Result<PathBuf> {
     let dir = if world.is_root() { checkpoint::save(run, snapshot)? } else { checkpoint::step_dir(run, snapshot.state.step) };
     world.barrier()?;
