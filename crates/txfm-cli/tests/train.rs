@@ -131,3 +131,30 @@ fn the_seed_flag_seeds_the_model_and_the_loader() {
     assert!(flag.iter().zip(&file).all(|((_, x), (_, y))| x.equal(y)), "--seed 3 and a config seeded 3 trained different weights");
     assert!(flag.iter().zip(&own).any(|((_, x), (_, y))| !x.equal(y)), "--seed 3 trained the weights of seed 0");
 }
+
+/// A one-step run is the untrained model, the random-weights control of docs/experiments.md § 29:
+/// the one-cycle schedule warms up for at least one step from 0, so the first update has learning
+/// rate 0 (and weight decay scaled by it) whatever the peak and warm-up, and the run saves its
+/// initialisation; a second step moves it.
+#[test]
+fn a_one_step_run_saves_the_initial_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    sim_corpus(dir.path(), "sim", "corpus", &SimConfig { n_cells: 300, ..SimConfig::tiny() }, 3);
+    let mut cfg = RunConfig::tiny();
+    (cfg.checkpoint_every, cfg.eval_every, cfg.axes_cells) = (1, 1, 0);
+    cfg.model.d_model = 32;
+    cfg.model.decoder = DecoderConfig::ResidualMlp { n_layers: 1, d_hidden: 32 };
+    (cfg.model.n_visible, cfg.loader.k) = (32, 32);
+    for (out, steps, lr, warmup) in [("slow", 1, 3e-3, 0.1), ("fast", 1, 1.0, 0.0), ("two", 2, 3e-3, 0.0)] {
+        let mut run = cfg.clone();
+        (run.steps, run.optimizer.lr, run.optimizer.warmup_fraction) = (Some(steps), lr, warmup);
+        std::fs::write(dir.path().join(format!("{out}.toml")), run.to_toml()).unwrap();
+        let o = txfm(&["train", "--corpus", "corpus", "--config", &format!("{out}.toml"), "--out", out], dir.path());
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let (slow, fast) = (weights(&dir.path().join("slow"), 1), weights(&dir.path().join("fast"), 1));
+    assert_eq!(slow.len(), fast.len());
+    assert!(slow.iter().zip(&fast).all(|((a, x), (b, y))| a == b && x.equal(y)), "the first step changed the weights");
+    let two = weights(&dir.path().join("two"), 2);
+    assert!(two.iter().zip(&fast).any(|((_, x), (_, y))| !x.equal(y)), "the second step left the weights as they were");
+}
