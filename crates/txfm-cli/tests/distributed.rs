@@ -15,13 +15,11 @@ use std::sync::Arc;
 
 use tch::{Kind, Tensor};
 use txfm::corpus::Corpus;
-use txfm::model::DecoderConfig;
 use txfm::simulate::SimConfig;
 use txfm::testing::sim_corpus;
 use txfm::train::loader::{Loader, Split};
 use txfm::train::metrics::read_metrics;
-use txfm::train::RunConfig;
-use common::text;
+use common::{test_run_config, text};
 
 fn mpirun_available() -> bool {
     let found = Command::new("mpirun").arg("--version").output().is_ok_and(|o| o.status.success());
@@ -73,11 +71,8 @@ fn two_ranks_equal_one_with_twice_the_batch_and_resume_exactly() {
     let dir = tempfile::tempdir().unwrap();
     sim_corpus(dir.path(), "sim", "corpus", &SimConfig { n_cells: 600, ..SimConfig::tiny() }, 3);
 
-    let mut cfg = RunConfig::tiny();
+    let mut cfg = test_run_config();
     (cfg.checkpoint_every, cfg.eval_every, cfg.eval_batches) = (1, 100, Some(1));
-    cfg.model.d_model = 32;
-    cfg.model.decoder = DecoderConfig::ResidualMlp { n_layers: 1, d_hidden: 32 };
-    (cfg.model.n_visible, cfg.loader.k) = (32, 32);
     // Stochastic depth draws per rank (see train::trainer), so the equivalence needs it off.
     cfg.model.drop_path = 0.0;
     // Buckets of 10 KiB: the gradients go in dozens of all-reduces started during the backward

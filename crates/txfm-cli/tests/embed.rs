@@ -9,20 +9,15 @@ use std::path::Path;
 
 use txfm::data::h5ad::H5adWriter;
 use txfm::data::{CsrChunk, ObsFrame};
-use txfm::model::DecoderConfig;
 use txfm::simulate::SimConfig;
 use txfm::testing::{run_python, sim_corpus};
-use txfm::train::RunConfig;
-use common::{text, txfm};
+use common::{test_run_config, text, txfm};
 
 /// sim.h5ad (300 cells), its corpus, and run/ trained 3 steps by the CLI.
 fn trained(dir: &Path) {
     sim_corpus(dir, "sim", "corpus", &SimConfig { n_cells: 300, ..SimConfig::tiny() }, 3);
-    let mut cfg = RunConfig::tiny();
+    let mut cfg = test_run_config();
     (cfg.steps, cfg.checkpoint_every, cfg.eval_every) = (Some(3), 3, 3);
-    cfg.model.d_model = 32;
-    cfg.model.decoder = DecoderConfig::ResidualMlp { n_layers: 1, d_hidden: 32 };
-    (cfg.model.n_visible, cfg.loader.k) = (32, 32);
     std::fs::write(dir.join("run.toml"), cfg.to_toml()).unwrap();
     let train = txfm(&["train", "--corpus", "corpus", "--config", "run.toml", "--out", "run"], dir);
     assert!(train.status.success(), "{}", text(&train));

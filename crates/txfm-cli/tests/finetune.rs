@@ -5,12 +5,11 @@ mod common;
 
 use std::path::Path;
 
-use txfm::model::DecoderConfig;
 use txfm::simulate::SimConfig;
 use txfm::testing::sim_corpus;
 use txfm::train::metrics::read_metrics;
-use txfm::train::{Checkpoint, RunConfig};
-use common::{text, txfm};
+use txfm::train::Checkpoint;
+use common::{test_run_config, text, txfm};
 
 fn corpus(dir: &Path, name: &str, sim: SimConfig) {
     sim_corpus(dir, name, name, &sim, 3);
@@ -21,11 +20,8 @@ fn finetune_reports_the_overlap_and_writes_a_resumable_run() {
     let dir = tempfile::tempdir().unwrap();
     corpus(dir.path(), "a", SimConfig { n_cells: 600, ..SimConfig::tiny() });
     corpus(dir.path(), "b", SimConfig { n_cells: 400, n_genes: 700, seed: 1, ..SimConfig::tiny() });
-    let mut cfg = RunConfig::tiny();
+    let mut cfg = test_run_config();
     (cfg.steps, cfg.checkpoint_every, cfg.eval_every) = (Some(20), 20, 20);
-    cfg.model.d_model = 32;
-    cfg.model.decoder = DecoderConfig::ResidualMlp { n_layers: 1, d_hidden: 32 };
-    (cfg.model.n_visible, cfg.loader.k) = (32, 32);
     std::fs::write(dir.path().join("run.toml"), cfg.to_toml()).unwrap();
     let pretrain = txfm(&["train", "--corpus", "a", "--config", "run.toml", "--out", "pre"], dir.path());
     assert!(pretrain.status.success(), "{}", text(&pretrain));

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use tch::Tensor;
 use txfm::model::bundle::MODEL_FILE;
-use txfm::model::DecoderConfig;
 use txfm::simulate::SimConfig;
 use txfm::testing::sim_corpus;
 use txfm::train::checkpoint::step_dir;
 use txfm::train::metrics::read_metrics;
 use txfm::train::RunConfig;
-use common::{text, txfm};
+use common::{test_run_config, text, txfm};
 
 /// The weights of `run`'s checkpoint at `step`, by name.
 fn weights(run: &Path, step: u64) -> Vec<(String, Tensor)> {
@@ -28,11 +27,8 @@ fn weights(run: &Path, step: u64) -> Vec<(String, Tensor)> {
 fn a_killed_run_resumes_to_the_uninterrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     sim_corpus(dir.path(), "sim", "corpus", &SimConfig { n_cells: 800, ..SimConfig::tiny() }, 3);
-    let mut cfg = RunConfig::tiny();
+    let mut cfg = test_run_config();
     (cfg.steps, cfg.checkpoint_every, cfg.eval_every) = (Some(300), 10, 100);
-    cfg.model.d_model = 32;
-    cfg.model.decoder = DecoderConfig::ResidualMlp { n_layers: 1, d_hidden: 32 };
-    (cfg.model.n_visible, cfg.loader.k) = (32, 32);
     std::fs::write(dir.path().join("run.toml"), cfg.to_toml()).unwrap();
 
     let args = |out: &'static str| ["train", "--corpus", "corpus", "--config", "run.toml", "--out", out];
@@ -83,11 +79,8 @@ fn resuming_on_another_corpus_with_the_same_genes_warns() {
     let sim = SimConfig { n_cells: 300, ..SimConfig::tiny() };
     sim_corpus(dir.path(), "sim", "corpus", &sim, 3);
     sim_corpus(dir.path(), "other", "other_corpus", &sim, 3);
-    let mut cfg = RunConfig::tiny();
+    let mut cfg = test_run_config();
     (cfg.steps, cfg.checkpoint_every, cfg.eval_every) = (Some(6), 2, 6);
-    cfg.model.d_model = 32;
-    cfg.model.decoder = DecoderConfig::ResidualMlp { n_layers: 1, d_hidden: 32 };
-    (cfg.model.n_visible, cfg.loader.k) = (32, 32);
     std::fs::write(dir.path().join("run.toml"), cfg.to_toml()).unwrap();
     let o = txfm(&["train", "--corpus", "corpus", "--config", "run.toml", "--out", "run", "--stop-at", "2"], dir.path());
     assert!(o.status.success(), "{}", text(&o));
@@ -108,11 +101,8 @@ fn resuming_on_another_corpus_with_the_same_genes_warns() {
 fn the_seed_flag_seeds_the_model_and_the_loader() {
     let dir = tempfile::tempdir().unwrap();
     sim_corpus(dir.path(), "sim", "corpus", &SimConfig { n_cells: 300, ..SimConfig::tiny() }, 3);
-    let mut cfg = RunConfig::tiny();
+    let mut cfg = test_run_config();
     (cfg.steps, cfg.checkpoint_every, cfg.eval_every, cfg.axes_cells) = (Some(6), 6, 6, 0);
-    cfg.model.d_model = 32;
-    cfg.model.decoder = DecoderConfig::ResidualMlp { n_layers: 1, d_hidden: 32 };
-    (cfg.model.n_visible, cfg.loader.k) = (32, 32);
     std::fs::write(dir.path().join("run.toml"), cfg.to_toml()).unwrap();
     let mut seeded = cfg.clone();
     seeded.reseed(3);
@@ -140,11 +130,8 @@ fn the_seed_flag_seeds_the_model_and_the_loader() {
 fn a_one_step_run_saves_the_initial_weights() {
     let dir = tempfile::tempdir().unwrap();
     sim_corpus(dir.path(), "sim", "corpus", &SimConfig { n_cells: 300, ..SimConfig::tiny() }, 3);
-    let mut cfg = RunConfig::tiny();
+    let mut cfg = test_run_config();
     (cfg.checkpoint_every, cfg.eval_every, cfg.axes_cells) = (1, 1, 0);
-    cfg.model.d_model = 32;
-    cfg.model.decoder = DecoderConfig::ResidualMlp { n_layers: 1, d_hidden: 32 };
-    (cfg.model.n_visible, cfg.loader.k) = (32, 32);
     for (out, steps, lr, warmup) in [("slow", 1, 3e-3, 0.1), ("fast", 1, 1.0, 0.0), ("two", 2, 3e-3, 0.0)] {
         let mut run = cfg.clone();
         (run.steps, run.optimizer.lr, run.optimizer.warmup_fraction) = (Some(steps), lr, warmup);
