@@ -10,8 +10,9 @@
 # quickstart's (empty: the quickstart's own screen, simulation seed 0); SEED: the training seed
 # (`seed` and `loader.seed`); TAG names the run (default `run`); the last argument adds lines
 # (`;`-separated) to the run config's [model] table, for a patched build's settings.
+# DIR's sim.h5ad and corpus are reused when present; a re-run replaces DIR/TAG<SEED> and its logs.
 set -euo pipefail
-[ $# -ge 4 ] || { sed -n 2,12p "$0" >&2; exit 2; }
+[ $# -ge 4 ] || { sed -n 2,13p "$0" >&2; exit 2; }
 T=${TXFM:-$(dirname "$0")/../../target/release/txfm}
 QS=$1; D=$2; CFG=$3; S=$4; TAG=${5:-run}; EXTRA=${6:-}
 mkdir -p "$D"
