@@ -354,6 +354,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     p.add_argument("--no-autocast", action="store_true", help="on CUDA, run in f32 instead of autocast")
+    p.add_argument("--cpu-autocast", action="store_true",
+                   help="on CPU, run under autocast too (txfm does where the CPU has AMX: TXFM_CPU_AUTOCAST)")
     p.add_argument("--autocast-dtype", default="bfloat16", choices=["bfloat16", "float16"],
                    help="reduced type of CUDA autocast; the Rust trainer's tch::autocast gets float16")
     p.add_argument("--seed", type=int, default=0)
@@ -365,7 +367,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
-    autocast = device.type == "cuda" and not a.no_autocast
+    autocast = (device.type == "cuda" or a.cpu_autocast) and not a.no_autocast
     cfg = {
         "d_model": a.d_model, "n_blocks": a.blocks, "n_heads": a.heads, "mlp_ratio": a.mlp_ratio,
         "n_visible": a.k, "drop_path": a.drop_path, "layer_scale_init": a.layer_scale_init,
@@ -392,7 +394,7 @@ def main(argv=None) -> int:
             torch.cuda.synchronize(device)
 
     def amp():
-        return torch.autocast(device_type="cuda", dtype=getattr(torch, a.autocast_dtype), enabled=autocast)
+        return torch.autocast(device_type=device.type, dtype=getattr(torch, a.autocast_dtype), enabled=autocast)
 
     # Fingerprint of batch 0 (the Rust `txfm bench` prints the same): shows both sides see the same data.
     b0 = synthetic_batch(a.seed, 0, a.batch, a.k, a.genes)

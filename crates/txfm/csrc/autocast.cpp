@@ -38,3 +38,14 @@ void txfm_autocast_decrement_nesting() {
 }
 
 }  // extern "C"
+
+// Whether this CPU multiplies bfloat16 natively in its AMX tiles (Intel since Sapphire Rapids),
+// as libtorch's cpuinfo sees it: there, CPU autocast to bfloat16 runs the S/B shapes' matmuls
+// 5-7x faster than float32 (BENCHMARKS.md); elsewhere bfloat16 on CPU can be slower than float32.
+#include <ATen/cpu/Utils.h>
+
+extern "C" bool txfm_cpu_has_amx_bf16() {
+  auto caps = at::cpu::get_cpu_capabilities();
+  auto it = caps.find("amx_bf16");
+  return it != caps.end() && it->second.isBool() && it->second.toBool();
+}

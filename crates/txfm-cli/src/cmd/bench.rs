@@ -79,10 +79,11 @@ pub struct Args {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Autocast type on CUDA: bf16 (the trainer's default) or f16.
+    /// Autocast type: bf16 (the trainer's default) or f16. On CPU it applies as in txfm train and
+    /// embed: training where the CPU has AMX, embedding not, unless TXFM_CPU_AUTOCAST=on|off.
     #[arg(long, default_value = "bf16")]
     autocast_dtype: String,
-    /// Float32 on CUDA (no autocast).
+    /// Float32 (no autocast) on every device.
     #[arg(long)]
     no_autocast: bool,
     #[arg(long, default_value_t = 0)]
@@ -157,13 +158,14 @@ fn parse_autocast(s: &str) -> anyhow::Result<AutocastDtype> {
 fn print_text(r: &BenchResult) {
     let mode = if r.mode == "embed" { "embedding (forward, eval)" } else { "training (fwd + bwd + AdamW)" };
     println!(
-        "txfm {mode}: {} params (= num_parameters), batch {}, {} steps in {:.2} s, median step {} ms, {} thread(s)",
+        "txfm {mode}: {} params (= num_parameters), batch {}, {} steps in {:.2} s, median step {} ms, {} thread(s), {}",
         r.params,
         r.batch,
         r.steps,
         r.elapsed_s,
         r.median_step_ms.map_or("-".to_string(), |m| m.to_string()),
-        r.threads
+        r.threads,
+        r.autocast.map_or("float32".to_string(), |d| format!("{} autocast", d.name()))
     );
     let c = &r.check;
     println!(

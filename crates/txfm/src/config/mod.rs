@@ -52,8 +52,10 @@ pub struct RunConfig {
     /// (docs/experiments.md § 22). A seeded subsample of a larger split; 0 fits none.
     #[serde(default = "default_axes_cells")]
     pub axes_cells: usize,
-    /// Mixed precision on CUDA (ignored on CPU): the forward pass runs under libtorch autocast at
-    /// `autocast_dtype`; weights, optimizer moments and the loss stay float32.
+    /// Mixed precision: the forward pass runs under libtorch autocast at `autocast_dtype`; weights,
+    /// optimizer moments and the loss stay float32. On CUDA always; on CPU, training where the CPU
+    /// has AMX (bfloat16 only) and embedding never, unless `TXFM_CPU_AUTOCAST` says otherwise
+    /// ([`crate::runtime::autocast_for`]).
     pub autocast: bool,
     /// The reduced type under autocast: `bf16` (default; no loss scaling needed) or `f16`.
     #[serde(default = "default_autocast_dtype")]
@@ -100,6 +102,12 @@ pub const HEALTH_LABEL_COLUMNS: [&str; 8] =
     ["perturbation", "target_gene", "gene", "guide_target", "cell_type", "celltype", "cell_state", "cell_line"];
 
 impl RunConfig {
+    /// The reduced type the config asks the forward pass to run at (`None`: float32); where it
+    /// applies is [`crate::runtime::autocast_for`]'s decision.
+    pub fn requested_autocast(&self) -> Option<AutocastDtype> {
+        self.autocast.then_some(self.autocast_dtype)
+    }
+
     /// Seeds a run as a whole: the parameters and stochastic depth (`seed`) and the loader's
     /// split, order and visible genes (`loader.seed`). A training seed in the experiments
     /// (`--seed`, a study's seeds, the quickstart's `--train-seed`) means both.

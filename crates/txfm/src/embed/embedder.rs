@@ -17,7 +17,7 @@ use super::genes::{GeneMap, ModelRows};
 use super::sampler::Sampler;
 use crate::data::{CsrChunk, ExpressionSource};
 use crate::model::{ModelBundle, PrincipalAxes, Readout, TxFm};
-use crate::runtime::with_autocast;
+use crate::runtime::{autocast_for, with_autocast, AutocastDtype, Pass};
 use crate::{Error, Result};
 
 /// A loaded model ready to embed.
@@ -27,6 +27,9 @@ pub struct Embedder {
     _vs: nn::VarStore,
     model: TxFm,
     device: Device,
+    /// The encoder's precision: on CUDA the autocast its run trained under; on CPU float32 unless
+    /// `TXFM_CPU_AUTOCAST=on` ([`autocast_for`]).
+    autocast: Option<AutocastDtype>,
     /// What is read from the encoder's output tokens ([`Readout::Cls`] unless set).
     pub readout: Readout,
     /// The read-out's principal axes the embeddings are mapped into; `None` (unless
@@ -42,7 +45,8 @@ impl Embedder {
     pub fn load(path: &Path, device: Device) -> Result<Self> {
         let bundle = ModelBundle::open(path)?;
         let (vs, model) = bundle.load_weights(device)?;
-        Ok(Embedder { bundle, _vs: vs, model, device, readout: Readout::Cls, axes: None, axes_cells: None })
+        let autocast = autocast_for(device, bundle.config.requested_autocast(), Pass::Embedding)?;
+        Ok(Embedder { bundle, _vs: vs, model, device, autocast, readout: Readout::Cls, axes: None, axes_cells: None })
     }
 
     /// Maps the embeddings of the current [`Self::readout`] into the principal axes the model
@@ -84,9 +88,7 @@ impl Embedder {
             for start in (0..n).step_by(batch_size.max(1)) {
                 let end = (start + batch_size).min(n);
                 let visible = sampler.visible(rows, profiled, s as u64, start..end).to_tensors(self.device);
-                // On CUDA the encoder runs at the precision it was trained in (bf16 autocast by default).
-                let autocast = (self.device != Device::Cpu && self.bundle.config.autocast).then_some(self.bundle.config.autocast_dtype);
-                let cls: Tensor = tch::no_grad(|| with_autocast(self.device, autocast, || self.model.embed(&visible, self.readout)));
+                let cls: Tensor = tch::no_grad(|| with_autocast(self.device, self.autocast, || self.model.embed(&visible, self.readout)));
                 let cls: Vec<f32> = Vec::try_from(cls.to_device(Device::Cpu).to_kind(tch::Kind::Float).flatten(0, -1))
                     .expect("a float tensor converts to Vec<f32>");
                 for (o, c) in out[start * d..end * d].iter_mut().zip(cls) {

@@ -3,9 +3,21 @@
 //! TxFM trains in bfloat16, so the enable flag and the type are set here through `csrc/autocast.cpp`.
 //! Weights stay float32: autocast casts per op (matmuls and attention run in the reduced type,
 //! reductions and the loss in float32), as `torch.autocast` does.
+//!
+//! A run's config asks for autocast (`autocast = true`, the default of the GPU presets); where it
+//! then applies is decided here ([`autocast_for`]): on CUDA always. On CPU, training runs in
+//! bfloat16 where the CPU multiplies it natively (Intel AMX), which trains the S shape 2.8x
+//! faster (BENCHMARKS.md); without AMX bfloat16 is no faster than float32 there. Embedding on CPU
+//! stays float32 by default: bfloat16's rounding cost the quickstart model's CLS read-out 1-1.6
+//! benchmark points, measured, for a 2.4-3.1x faster pass. `TXFM_CPU_AUTOCAST` = `auto` (the
+//! default), `on` (both passes, any CPU) or `off` (neither) decides for CPU passes.
+
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use tch::Device;
+
+use crate::{Error, Result};
 
 /// The reduced floating-point type of an autocast region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,11 +30,89 @@ pub enum AutocastDtype {
 }
 
 unsafe extern "C" {
+    fn txfm_cpu_has_amx_bf16() -> bool;
     fn txfm_autocast_is_enabled(device: i32) -> bool;
     fn txfm_autocast_set_enabled(device: i32, enabled: bool);
     fn txfm_autocast_set_dtype(device: i32, dtype: i32) -> i32;
     fn txfm_autocast_increment_nesting() -> i32;
     fn txfm_autocast_decrement_nesting();
+}
+
+/// The environment variable that decides CPU autocast ([`CpuAutocast`]).
+pub const CPU_AUTOCAST_VAR: &str = "TXFM_CPU_AUTOCAST";
+
+impl AutocastDtype {
+    /// The type's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            AutocastDtype::Bf16 => "bfloat16",
+            AutocastDtype::F16 => "float16",
+        }
+    }
+}
+
+/// Which pass a forward region belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Training steps and their validation.
+    Training,
+    /// Embeddings for users (`txfm embed`) and the read-out's principal axes.
+    Embedding,
+}
+
+/// Whether a CPU region runs under the autocast its config asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuAutocast {
+    /// Training where the CPU multiplies bfloat16 natively ([`cpu_has_amx_bf16`]), and only at
+    /// bfloat16; embedding in float32.
+    Auto,
+    /// Always, at the config's type (slow where the CPU emulates it; for checks and comparisons).
+    On,
+    /// Never: float32 on CPU, as before AMX was used.
+    Off,
+}
+
+impl std::str::FromStr for CpuAutocast {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(CpuAutocast::Auto),
+            "on" | "1" | "true" => Ok(CpuAutocast::On),
+            "off" | "0" | "false" => Ok(CpuAutocast::Off),
+            _ => Err(Error::Invalid(format!("{CPU_AUTOCAST_VAR}={s}: expected auto, on or off"))),
+        }
+    }
+}
+
+impl CpuAutocast {
+    /// The policy `TXFM_CPU_AUTOCAST` names (`auto` when unset).
+    pub fn from_env() -> Result<Self> {
+        std::env::var(CPU_AUTOCAST_VAR).map_or(Ok(CpuAutocast::Auto), |v| v.parse())
+    }
+}
+
+/// Whether this CPU has AMX-BF16 tiles (libtorch's cpuinfo; the OS's permission to use them is
+/// requested by oneDNN on first use).
+pub fn cpu_has_amx_bf16() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    // SAFETY: reads libtorch's CPU capability table; no state is changed.
+    *HAS.get_or_init(|| unsafe { txfm_cpu_has_amx_bf16() })
+}
+
+/// The reduced type of a `pass` on `device` whose config asks for `requested` (`None`: float32):
+/// `requested` on CUDA; on CPU as `TXFM_CPU_AUTOCAST` decides ([`CpuAutocast`]). An unreadable
+/// value of the variable is an error naming it.
+pub fn autocast_for(device: Device, requested: Option<AutocastDtype>, pass: Pass) -> Result<Option<AutocastDtype>> {
+    Ok(decide(device, requested, pass, CpuAutocast::from_env()?, cpu_has_amx_bf16()))
+}
+
+fn decide(device: Device, requested: Option<AutocastDtype>, pass: Pass, cpu: CpuAutocast, amx_bf16: bool) -> Option<AutocastDtype> {
+    match (device, cpu, pass) {
+        (Device::Cpu, CpuAutocast::Off, _) | (Device::Cpu, CpuAutocast::Auto, Pass::Embedding) => None,
+        (Device::Cpu, CpuAutocast::On, _) => requested,
+        (Device::Cpu, CpuAutocast::Auto, Pass::Training) => requested.filter(|&d| d == AutocastDtype::Bf16 && amx_bf16),
+        _ => requested,
+    }
 }
 
 fn code(device: Device) -> i32 {
@@ -103,6 +193,47 @@ mod tests {
         let sum = with_autocast(Device::Cpu, Some(AutocastDtype::Bf16), || a.matmul(&b).sum(Kind::Float));
         assert_eq!(sum.kind(), Kind::Float);
         assert_eq!(sum.double_value(&[]), 64.0);
+    }
+
+    #[test]
+    fn cpu_regions_use_autocast_where_the_policy_and_the_cpu_allow() {
+        use AutocastDtype::{Bf16, F16};
+        use CpuAutocast::{Auto, Off, On};
+        use Pass::{Embedding, Training};
+        let (cpu, cuda) = (Device::Cpu, Device::Cuda(0));
+        // CUDA follows the config whatever the CPU policy and the pass.
+        for (p, pass) in [(Auto, Training), (On, Embedding), (Off, Training), (Auto, Embedding)] {
+            assert_eq!(decide(cuda, Some(Bf16), pass, p, false), Some(Bf16));
+            assert_eq!(decide(cuda, None, pass, p, true), None);
+        }
+        // auto: training at bfloat16 only, and only on AMX; embedding in float32.
+        assert_eq!(decide(cpu, Some(Bf16), Training, Auto, true), Some(Bf16));
+        assert_eq!(decide(cpu, Some(Bf16), Training, Auto, false), None);
+        assert_eq!(decide(cpu, Some(F16), Training, Auto, true), None);
+        assert_eq!(decide(cpu, Some(Bf16), Embedding, Auto, true), None);
+        // A config without autocast stays float32 under every policy.
+        for (p, amx) in [(Auto, true), (On, false), (Off, true)] {
+            assert_eq!(decide(cpu, None, Training, p, amx), None);
+            assert_eq!(decide(cpu, None, Embedding, p, amx), None);
+        }
+        assert_eq!(decide(cpu, Some(F16), Embedding, On, false), Some(F16));
+        assert_eq!(decide(cpu, Some(Bf16), Training, Off, true), None);
+        assert_eq!("OFF".parse::<CpuAutocast>().unwrap(), Off);
+        assert_eq!("".parse::<CpuAutocast>().unwrap(), Auto);
+        let err = "fast".parse::<CpuAutocast>().unwrap_err().to_string();
+        assert!(err.contains("TXFM_CPU_AUTOCAST=fast") && err.contains("auto, on or off"), "{err}");
+    }
+
+    // The capability libtorch reports is the kernel's: the `amx_bf16` flag of /proc/cpuinfo.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn amx_detection_agrees_with_the_kernels_cpu_flags() {
+        let info = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo is readable on Linux");
+        let flagged = info
+            .lines()
+            .find(|l| l.starts_with("flags"))
+            .is_some_and(|l| l.split_whitespace().any(|f| f == "amx_bf16"));
+        assert_eq!(cpu_has_amx_bf16(), flagged);
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod hooks;
 pub mod pinned;
 pub mod threads;
 
-pub use autocast::{with_autocast, AutocastDtype};
+pub use autocast::{autocast_for, with_autocast, AutocastDtype, CpuAutocast, Pass};
 pub use pinned::pinned;
 pub use threads::TorchThreads;
 

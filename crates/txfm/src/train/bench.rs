@@ -16,7 +16,7 @@ use crate::config::OptimizerConfig;
 use super::optim::AdamW;
 use crate::model::{flops, BatchTensors, CountActivation, DecoderConfig, LossKind, ModelConfig, TxFm, num_parameters};
 use crate::runtime::device_memory::{peak_memory, reset_peak_memory};
-use crate::runtime::{with_autocast, AutocastDtype, DeviceSpec};
+use crate::runtime::{autocast_for, with_autocast, AutocastDtype, DeviceSpec, Pass};
 use crate::{Error, Result};
 
 /// What to time: the flags of `bench/torch_reference.py`, with the same defaults.
@@ -43,8 +43,9 @@ pub struct BenchConfig {
     /// core).
     pub threads: Option<i32>,
     pub device: DeviceSpec,
-    /// Reduced type of the forward pass under autocast on CUDA (`None`: float32); CPU ignores it,
-    /// as the trainer does.
+    /// Reduced type of the forward pass under autocast (`None`: float32); on CPU it applies as in
+    /// training or embedding ([`autocast_for`]: training with AMX, embedding in float32, unless
+    /// `TXFM_CPU_AUTOCAST` says otherwise).
     pub autocast: Option<AutocastDtype>,
     pub seed: u64,
     /// The device's peak dense TFLOP/s at the run's precision; with it the result has an MFU.
@@ -92,6 +93,8 @@ pub struct BenchResult {
     pub grad_clip: Option<f64>,
     pub threads: i32,
     pub device: String,
+    /// The forward pass's autocast type where it applied (`bf16`, `f16`), `None` for float32.
+    pub autocast: Option<AutocastDtype>,
     pub last_loss: Option<f64>,
     pub check: BatchCheck,
     /// Matmul FLOPs per sample of the timed work ([`crate::model::flops`]).
@@ -282,7 +285,8 @@ pub fn run(config: &BenchConfig) -> Result<BenchResult> {
     reset_peak_memory(device);
 
     let total = config.warmup + config.steps;
-    let autocast = if device == Device::Cpu { None } else { config.autocast };
+    let pass = if config.embed { Pass::Embedding } else { Pass::Training };
+    let autocast = autocast_for(device, config.autocast, pass)?;
     let opt_config = OptimizerConfig::default();
     let weight_decay = config.weight_decay.unwrap_or_else(|| 1.0 / (config.lr * total.max(1) as f64));
     let sync = || {
@@ -365,6 +369,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchResult> {
         grad_clip: if config.embed { None } else { config.grad_clip },
         threads: tch::get_num_threads(),
         device: format!("{device:?}"),
+        autocast,
         last_loss,
         check,
         flops_per_sample,

@@ -24,10 +24,11 @@
 //! checkpoints, `loss.png`); the others wait for each checkpoint at a barrier. A run of one
 //! process makes no collective call and is what it was before data parallelism.
 //!
-//! On CUDA with `autocast = true` the forward pass runs under libtorch autocast at
-//! `autocast_dtype` (bfloat16 by default, through [`crate::runtime::with_autocast`]); weights,
-//! moments and the loss stay float32. CPU runs ignore the flag: CPU bfloat16 matmuls are slower
-//! than float32 ones on most CPUs.
+//! With `autocast = true` the forward pass runs under libtorch autocast at `autocast_dtype`
+//! (bfloat16 by default, through [`crate::runtime::with_autocast`]); weights, moments and the loss
+//! stay float32. That holds on CUDA, and on CPUs with AMX ([`crate::runtime::autocast_for`]):
+//! elsewhere CPU bfloat16 matmuls are no faster than float32 ones, so CPU runs stay float32
+//! unless `TXFM_CPU_AUTOCAST=on`. The principal axes fitted at the end are an embedding pass.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,7 +37,8 @@ use std::time::Instant;
 use tch::{nn, Device};
 
 use crate::runtime::dist::{self, GradReducer, World};
-use crate::runtime::{cuda_device_count, with_autocast};
+use crate::runtime::autocast::CPU_AUTOCAST_VAR;
+use crate::runtime::{autocast_for, cuda_device_count, with_autocast, Pass};
 
 use super::checkpoint::{self, checkpoints_dir, Checkpoint, Snapshot, TrainState};
 use super::batch::Batch;
@@ -259,7 +261,10 @@ fn run(world: &'static World, corpus: Arc<Corpus>, config: RunConfig, opts: &Tra
     let total = config.total_steps(batches_per_epoch);
     let schedule = OneCycle::new(config.optimizer.lr, total, config.optimizer.warmup_fraction);
     let weight_decay = config.optimizer.weight_decay_for(total);
-    let autocast = (config.autocast && device != Device::Cpu).then_some(config.autocast_dtype);
+    let autocast = autocast_for(device, config.requested_autocast(), Pass::Training)?;
+    if let (Device::Cpu, Some(dtype), true) = (device, autocast, world.is_root()) {
+        eprintln!("note: training runs under {} autocast on this CPU ({CPU_AUTOCAST_VAR}=off for float32)", dtype.name());
+    }
     // Held for the run: the thread count is back to what it was when the run returns.
     let _threads = (device == Device::Cpu).then(|| leave_cores_to_the_loader(config.loader.n_workers, world.local_size)).flatten();
 
