@@ -166,6 +166,20 @@ def test_bench_perturb_equals_the_cli(cli, tmp_path):
         assert row.lin == pytest.approx(want["summary"]["lin"]["mean"], abs=1e-9)
 
 
+def test_bench_perturb_inv_in_bfloat16_is_recorded(tmp_path):
+    screen = ad.read_h5ad(CROPSEQ)
+    screen = screen[:, np.sort(np.asarray(screen.X.sum(axis=0)).ravel().argsort()[-200:])].copy()
+    txfm.baseline.pca(screen, n_comps=10, progress=False)
+    keys = dict(pert_key="target_gene", batch_key="perturbation_2", control="control", seeds=1, quick=True,
+                annotations=EFAAR, postprocess=["none"], progress=False, device="cpu")
+    f32 = txfm.bench.perturb(screen, obsm=["X_pca"], out=tmp_path / "f32", **keys)
+    bf16 = txfm.bench.perturb(screen, obsm=["X_pca"], out=tmp_path / "bf16", inv_bf16=True, **keys)
+    assert bf16.attrs["report"]["config"]["reconstruct"]["autocast"] == "bf16"
+    assert "autocast" not in f32.attrs["report"]["config"]["reconstruct"]
+    assert bf16["inv"].iloc[0] != f32["inv"].iloc[0] and abs(bf16["inv"].iloc[0] - f32["inv"].iloc[0]) < 2.0
+    assert bf16["lin"].iloc[0] == f32["lin"].iloc[0], "only inv's decoder changes precision"
+
+
 def test_bench_genes(trained):
     _, _, run, _ = trained
     df = txfm.bench.genes(run, EFAAR, seeds=[0])

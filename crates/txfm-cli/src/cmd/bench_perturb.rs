@@ -103,6 +103,11 @@ pub struct Args {
     /// Decoder (inv) epochs.
     #[arg(long)]
     inv_epochs: Option<usize>,
+    /// Train and run the inv decoders under bfloat16 autocast (not the reference's float32): on a
+    /// CPU with AMX the full Jurkat benchmark took 6.2 min instead of 10.5, every inv within 0.003
+    /// points of float32's (BENCHMARKS.md); without AMX, not measured.
+    #[arg(long)]
+    inv_bf16: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -117,6 +122,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         perplexity: a.perplexity,
         probe_epochs: a.probe_epochs,
         inv_epochs: a.inv_epochs,
+        inv_bf16: a.inv_bf16,
     };
     let input = InputConfig {
         obsm_keys: a.obsm.clone(),

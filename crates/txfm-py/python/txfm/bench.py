@@ -29,7 +29,7 @@ def perturb(adata, obsm=("X_txfm",), pert_key: str = "perturbation", batch_key: 
             control: str = "control", annotations=(), out=None, seeds: int = 3, quick: bool = False,
             inv: bool = True, postprocess=("none", "center", "scale", "tvn"), device: str = "auto",
             layer: str | None = None, expression: bool = True, model=None, readout: str = "cls", baselines=(),
-            guides: str | None = None, progress: bool = True) -> pd.DataFrame:
+            guides: str | None = None, inv_bf16: bool = False, progress: bool = True) -> pd.DataFrame:
     """The perturbation benchmark over the embeddings ``adata.obsm[k]`` for ``k`` in ``obsm``:
     ilisi, lin, knn, p.cst, bmdb and inv under each post-processing, mean and sd over ``seeds``
     splits. ``annotations``: the pair databases (a folder of CORUM/HuMAP/Reactome/SIGNOR/StringDB
@@ -44,7 +44,11 @@ def perturb(adata, obsm=("X_txfm",), pert_key: str = "perturbation", batch_key: 
     ``model`` is embedded as ``X_txfm`` (with ``readout="cls_mean"`` also ``X_txfm_cls_mean``,
     ``[CLS ; token mean]``, from the same pass). ``model``/``baselines`` (``pca``, ``libnorm``,
     ``scvi``) and ``guides`` (an obsm guide-count matrix) need the data in a file: a backed AnnData, whose embeddings are then read from the file
-    (with what ``model``/``baselines`` add); keys only in memory are refused."""
+    (with what ``model``/``baselines`` add); keys only in memory are refused.
+
+    ``inv_bf16=True`` trains inv's decoders under bfloat16 autocast, not the reference's float32:
+    on a CPU with AMX the full Jurkat benchmark took 6.2 instead of 10.5 minutes, every inv within
+    0.003 points of float32's (BENCHMARKS.md); the report's config records it."""
     out = tempfile.mkdtemp(prefix="txfm-bench-") if out is None else os.fspath(out)
     obsm = [obsm] if isinstance(obsm, str) else list(obsm)
     spec, matrix_name, var_names = _anndata.matrix(adata, layer)
@@ -72,7 +76,8 @@ def perturb(adata, obsm=("X_txfm",), pert_key: str = "perturbation", batch_key: 
         embeddings.append((k, np.ascontiguousarray(adata.obsm[k], dtype=np.float32)))
     # With guides the labels come from the guide matrix; the batches always from obs.
     columns = ([] if guides else [_anndata.categorical(adata, pert_key)]) + [_anndata.categorical(adata, batch_key)]
-    settings = {"quick": quick, "seeds": seeds, "postprocess": list(postprocess), "inv": inv, "device": device}
+    settings = {"quick": quick, "seeds": seeds, "postprocess": list(postprocess), "inv": inv, "device": device,
+                "inv_bf16": inv_bf16}
     input_cfg = {"obsm_keys": obsm, "pert_key": pert_key, "batch_key": batch_key, "control": control,
                  "expression": expression, "layer": layer if spec[0] == "file" else None}
     if guides:

@@ -35,7 +35,9 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Reduction, Tensor, nn};
+use tch::{Device, Kind, Reduction, Tensor, nn};
+
+use crate::runtime::{with_autocast, AutocastDtype};
 
 use super::data::{Expression, PerturbData, Split};
 use super::probe::{FitConfig, Linear, rows_tensor};
@@ -47,6 +49,11 @@ pub struct ReconstructConfig {
     /// Hidden layers (`model_depth`).
     pub depth: usize,
     pub fit: FitConfig,
+    /// The decoder's matmuls under autocast at this type (`None`: float32, the reference's).
+    /// bfloat16 is not Tx-Evaluation's setting: a faster, approximate inv for CPUs with AMX and
+    /// for GPUs, whose difference from float32 BENCHMARKS.md measures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autocast: Option<AutocastDtype>,
 }
 
 impl Default for ReconstructConfig {
@@ -63,6 +70,7 @@ impl Default for ReconstructConfig {
                 min_lr: 0.0,
                 seed: 42,
             },
+            autocast: None,
         }
     }
 }
@@ -104,14 +112,15 @@ pub fn reconstruct_on(data: &PerturbData, split: &Split, expr: &Expression, cfg:
     let y = Tensor::from_slice(&expression_rows(expr, &split.train)).view([split.train.len() as i64, n_vars as i64]).to_device(device);
     let vs = nn::VarStore::new(device);
     let decoder = Decoder::new(&vs.root(), data.dim, n_vars, cfg.depth, &mut ChaCha8Rng::seed_from_u64(cfg.fit.seed));
+    // Under autocast the loss is computed in float32 (autocast's policy for mse_loss).
     cfg.fit.run(&vs, split.train.len(), |idx| {
-        decoder.forward(&x.index_select(0, idx)).mse_loss(&y.index_select(0, idx), Reduction::Mean)
+        with_autocast(device, cfg.autocast, || decoder.forward(&x.index_select(0, idx)).mse_loss(&y.index_select(0, idx), Reduction::Mean))
     });
 
     let mut pred = Vec::with_capacity(split.test2.len() * n_vars);
     for rows in split.test2.chunks(PREDICT_ROWS) {
-        let p = tch::no_grad(|| decoder.forward(&rows_tensor(data, rows).to_device(device)));
-        pred.extend(Vec::<f32>::try_from(p.reshape([-1]).to_device(Device::Cpu)).expect("decoder output"));
+        let p = tch::no_grad(|| with_autocast(device, cfg.autocast, || decoder.forward(&rows_tensor(data, rows).to_device(device))));
+        pred.extend(Vec::<f32>::try_from(p.reshape([-1]).to_device(Device::Cpu).to_kind(Kind::Float)).expect("decoder output"));
     }
     let target = expression_rows(expr, &split.test2);
     let mse = pred.iter().zip(&target).map(|(&p, &t)| (p as f64 - t as f64).powi(2)).sum::<f64>() / pred.len() as f64;
@@ -345,5 +354,16 @@ mod tests {
         let r = reconstruct(&data, &split, &shuffled, &quick());
         assert!(r.spearman.abs() < 0.15, "{r:?}");
         assert!(r.structural_integrity < 0.55, "{r:?}");
+    }
+    #[test]
+    fn a_bfloat16_decoder_reconstructs_close_to_the_float32_one() {
+        let (data, split, expr) = linear_world();
+        let f32_run = reconstruct(&data, &split, &expr, &quick());
+        let bf16 = ReconstructConfig { autocast: Some(AutocastDtype::Bf16), ..quick() };
+        let r = reconstruct(&data, &split, &expr, &bf16);
+        assert_ne!(r, f32_run, "bfloat16 gave float32's result to the bit: autocast did not apply");
+        assert!((r.score() - f32_run.score()).abs() < 1.0, "bfloat16 {r:?} vs float32 {f32_run:?}");
+        assert_eq!(reconstruct(&data, &split, &expr, &bf16), r, "seeded bfloat16 runs agree");
+        assert!(!serde_json::to_string(&quick()).unwrap().contains("autocast"), "float32 configs serialise as before");
     }
 }

@@ -39,6 +39,9 @@ pub struct BenchSettings {
     pub perplexity: Option<usize>,
     pub probe_epochs: Option<usize>,
     pub inv_epochs: Option<usize>,
+    /// The inv decoder under bfloat16 autocast (not the reference's float32; see
+    /// [`super::reconstruct::ReconstructConfig::autocast`]).
+    pub inv_bf16: bool,
 }
 
 impl Default for BenchSettings {
@@ -54,6 +57,7 @@ impl Default for BenchSettings {
             perplexity: None,
             probe_epochs: None,
             inv_epochs: None,
+            inv_bf16: false,
         }
     }
 }
@@ -86,6 +90,9 @@ impl BenchSettings {
         }
         if let Some(e) = self.inv_epochs {
             cfg.reconstruct.fit.epochs = e;
+        }
+        if self.inv_bf16 {
+            cfg.reconstruct.autocast = Some(crate::runtime::AutocastDtype::Bf16);
         }
         Ok(cfg)
     }
