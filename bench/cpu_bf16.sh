@@ -2,9 +2,9 @@
 # CPU bfloat16 autocast against float32, txfm and PyTorch side by side (BENCHMARKS.md, "bfloat16
 # on CPU"). Each line is one JSON result. Run on an idle machine after building the release binary:
 #   source scripts/env.sh && cargo build --release -p txfm-cli && bash bench/cpu_bf16.sh > cpu_bf16.jsonl
-# txfm's CPU autocast is TXFM_CPU_AUTOCAST (auto: only where the CPU has AMX); here it is forced
-# on and off so the same command measures both on any CPU. PyTorch: torch_reference.py
-# --cpu-autocast. Threads: 2 (the project's CI size).
+# txfm's CPU autocast is TXFM_CPU_AUTOCAST (off by default); here it is set on and off so the
+# same command measures both. PyTorch: torch_reference.py --cpu-autocast. Threads: 2 (the
+# project's CI size). bfloat16 is fast only where the CPU has AMX.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TXFM=${TXFM:-./target/release/txfm}

@@ -357,7 +357,7 @@ def main(argv=None) -> int:
     p.add_argument("--cpu-autocast", action="store_true",
                    help="on CPU, run under autocast too (txfm does where the CPU has AMX: TXFM_CPU_AUTOCAST)")
     p.add_argument("--autocast-dtype", default="bfloat16", choices=["bfloat16", "float16"],
-                   help="reduced type of CUDA autocast; the Rust trainer's tch::autocast gets float16")
+                   help="reduced type of autocast (CUDA, or CPU with --cpu-autocast)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON line instead of text")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (the step's forward; backward follows)")

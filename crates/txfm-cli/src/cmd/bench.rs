@@ -79,8 +79,8 @@ pub struct Args {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Autocast type: bf16 (the trainer's default) or f16. On CPU it applies as in txfm train and
-    /// embed: training where the CPU has AMX, embedding not, unless TXFM_CPU_AUTOCAST=on|off.
+    /// Autocast type: bf16 (the trainer's default) or f16. On CPU it applies only with
+    /// TXFM_CPU_AUTOCAST=on, as in txfm train and embed.
     #[arg(long, default_value = "bf16")]
     autocast_dtype: String,
     /// Float32 (no autocast) on every device.

@@ -104,7 +104,7 @@ pub struct Args {
     #[arg(long)]
     inv_epochs: Option<usize>,
     /// Train and run the inv decoders under bfloat16 autocast (not the reference's float32): on a
-    /// CPU with AMX the full Jurkat benchmark took 6.2 min instead of 10.5, every inv within 0.003
+    /// CPU with AMX the full Jurkat benchmark took 6.2 min instead of 10.5, every inv within 0.004
     /// points of float32's (BENCHMARKS.md); without AMX, not measured.
     #[arg(long)]
     inv_bf16: bool,

@@ -29,7 +29,7 @@ def perturb(adata, obsm=("X_txfm",), pert_key: str = "perturbation", batch_key: 
             control: str = "control", annotations=(), out=None, seeds: int = 3, quick: bool = False,
             inv: bool = True, postprocess=("none", "center", "scale", "tvn"), device: str = "auto",
             layer: str | None = None, expression: bool = True, model=None, readout: str = "cls", baselines=(),
-            guides: str | None = None, inv_bf16: bool = False, progress: bool = True) -> pd.DataFrame:
+            guides: str | None = None, progress: bool = True, inv_bf16: bool = False) -> pd.DataFrame:
     """The perturbation benchmark over the embeddings ``adata.obsm[k]`` for ``k`` in ``obsm``:
     ilisi, lin, knn, p.cst, bmdb and inv under each post-processing, mean and sd over ``seeds``
     splits. ``annotations``: the pair databases (a folder of CORUM/HuMAP/Reactome/SIGNOR/StringDB
@@ -48,7 +48,7 @@ def perturb(adata, obsm=("X_txfm",), pert_key: str = "perturbation", batch_key: 
 
     ``inv_bf16=True`` trains inv's decoders under bfloat16 autocast, not the reference's float32:
     on a CPU with AMX the full Jurkat benchmark took 6.2 instead of 10.5 minutes, every inv within
-    0.003 points of float32's (BENCHMARKS.md); the report's config records it."""
+    0.004 points of float32's (BENCHMARKS.md); the report's config records it."""
     out = tempfile.mkdtemp(prefix="txfm-bench-") if out is None else os.fspath(out)
     obsm = [obsm] if isinstance(obsm, str) else list(obsm)
     spec, matrix_name, var_names = _anndata.matrix(adata, layer)

@@ -53,9 +53,8 @@ pub struct RunConfig {
     #[serde(default = "default_axes_cells")]
     pub axes_cells: usize,
     /// Mixed precision: the forward pass runs under libtorch autocast at `autocast_dtype`; weights,
-    /// optimizer moments and the loss stay float32. On CUDA always; on CPU, training where the CPU
-    /// has AMX (bfloat16 only) and embedding never, unless `TXFM_CPU_AUTOCAST` says otherwise
-    /// ([`crate::runtime::autocast_for`]).
+    /// optimizer moments and the loss stay float32. On CUDA always; on CPU only with
+    /// `TXFM_CPU_AUTOCAST=on` ([`crate::runtime::autocast_for`]).
     pub autocast: bool,
     /// The reduced type under autocast: `bf16` (default; no loss scaling needed) or `f16`.
     #[serde(default = "default_autocast_dtype")]

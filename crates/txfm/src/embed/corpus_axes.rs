@@ -19,7 +19,7 @@ use crate::corpus::Corpus;
 use crate::atomic::temp_dir_beside;
 use crate::model::bundle::{write_sums, BUNDLE_FILES, CONFIG_FILE, GENES_FILE, MODEL_FILE};
 use crate::model::{AxesAccumulator, ModelBundle, Readout, ReadoutAxes, TxFm, AXES_FILE};
-use crate::runtime::{autocast_for, with_autocast, DeviceSpec, Pass};
+use crate::runtime::{autocast_for, with_autocast, DeviceSpec};
 use crate::train::loader::{sample_uniform, Split};
 use crate::train::vocab::{VocabMap, Vocabulary};
 use crate::{Error, Result};
@@ -59,7 +59,7 @@ pub fn fit_axes_on_corpus(
     let n_train = (corpus.n_samples() as f64 * (1.0 - fraction)).max(1.0);
     // A little over the share, so that the cap, not the hash, usually decides the count.
     let keep = 1.05 * max_cells as f64 / n_train;
-    let autocast = autocast_for(device, config.requested_autocast(), Pass::Embedding)?;
+    let autocast = autocast_for(device, config.requested_autocast())?;
     let mut acc = AxesAccumulator::new(config.model.d_model);
     let mut embed_batch = |draws: &[(Vec<u32>, Vec<f32>)], acc: &mut AxesAccumulator| -> Result<()> {
         let mut host = HostVisible::from_draws(draws);

@@ -17,7 +17,7 @@ use super::genes::{GeneMap, ModelRows};
 use super::sampler::Sampler;
 use crate::data::{CsrChunk, ExpressionSource};
 use crate::model::{ModelBundle, PrincipalAxes, Readout, TxFm};
-use crate::runtime::{autocast_for, with_autocast, AutocastDtype, Pass};
+use crate::runtime::{autocast_for, with_autocast, AutocastDtype};
 use crate::{Error, Result};
 
 /// A loaded model ready to embed.
@@ -45,7 +45,7 @@ impl Embedder {
     pub fn load(path: &Path, device: Device) -> Result<Self> {
         let bundle = ModelBundle::open(path)?;
         let (vs, model) = bundle.load_weights(device)?;
-        let autocast = autocast_for(device, bundle.config.requested_autocast(), Pass::Embedding)?;
+        let autocast = autocast_for(device, bundle.config.requested_autocast())?;
         Ok(Embedder { bundle, _vs: vs, model, device, autocast, readout: Readout::Cls, axes: None, axes_cells: None })
     }
 

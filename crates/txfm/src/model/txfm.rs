@@ -2,7 +2,7 @@
 //! the reconstruction on the profiled genes. `forward` returns `(loss, pred, cls)` like MAE's
 //! `(loss, pred, mask)`.
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 use tch::nn;
 
 use super::batch_tensors::BatchTensors;
@@ -73,7 +73,11 @@ impl TxFm {
     /// `profiled: [n, G]` bool restricts the softmax activation's proportions to the sample's
     /// profiled genes; `None` treats every gene as profiled.
     pub fn decode(&self, cls: &Tensor, profiled: Option<&Tensor>) -> Tensor {
-        self.config.activation.apply(&self.decoder.forward(cls), self.config.library_size, profiled)
+        // The activation and the loss in float32, as `bench/torch_reference.py` computes them: under
+        // autocast the logits come out in the reduced type, CPU autocast upcasts neither tanh nor
+        // exp, and bfloat16's 8-bit mantissa would round every predicted rate by up to 0.4%.
+        let logits = self.decoder.forward(cls).to_kind(Kind::Float);
+        self.config.activation.apply(&logits, self.config.library_size, profiled)
     }
 
     /// Reconstruction loss (scalar): the configured loss of `pred` against `target` (`[n, G]`),
@@ -200,6 +204,27 @@ mod tests {
 
     fn sensitive() -> ModelConfig {
         ModelConfig { layer_scale_init: 1.0, ..ModelConfig::tiny() }
+    }
+
+    // CPU autocast upcasts neither tanh nor exp: without the cast in `decode` the predictions and
+    // the Poisson loss of a bfloat16 run were computed in bfloat16.
+    #[test]
+    fn under_autocast_the_activation_and_the_loss_run_in_float32() {
+        use crate::runtime::{with_autocast, AutocastDtype};
+        let (_g, _vs, model) = model(&ModelConfig::tiny());
+        let cls = Tensor::randn([4, model.config().d_model as i64], (Kind::Float, Device::Cpu));
+        let (pred, plain) = tch::no_grad(|| {
+            let pred = with_autocast(Device::Cpu, Some(AutocastDtype::Bf16), || model.decode(&cls, None));
+            (pred, model.decode(&cls, None))
+        });
+        assert_eq!(pred.kind(), Kind::Float);
+        let loss = with_autocast(Device::Cpu, Some(AutocastDtype::Bf16), || {
+            model.loss(&pred, &plain, &Tensor::ones([4, G as i64], (Kind::Bool, Device::Cpu)))
+        });
+        assert_eq!(loss.kind(), Kind::Float);
+        // Only the decoder's matmuls were rounded: bfloat16's relative precision, not more.
+        let rel = max_abs_diff(&pred, &plain) / plain.abs().max().double_value(&[]);
+        assert!(rel > 0.0 && rel < 0.05, "{rel}");
     }
 
     /// Sample `s` (of `n`) shows genes `3s + j`, j < k, with values `0.5 j + s`; its dataset

@@ -1,16 +1,17 @@
 //! Mixed precision: run a closure under libtorch autocast on a device at a chosen reduced type.
 //! tch's own `tch::autocast` only switches CUDA autocast on at libtorch's default type (float16);
 //! TxFM trains in bfloat16, so the enable flag and the type are set here through `csrc/autocast.cpp`.
-//! Weights stay float32: autocast casts per op (matmuls and attention run in the reduced type,
-//! reductions and the loss in float32), as `torch.autocast` does.
+//! Weights stay float32: autocast casts per op (matmuls and attention run in the reduced type), as
+//! `torch.autocast` does. Which ops it upcasts differs between CUDA and CPU (CPU keeps `exp` and
+//! `tanh` in the reduced type), so the model casts its decoder logits to float32 itself
+//! (`TxFm::decode`): the count activation and the loss always run in float32.
 //!
 //! A run's config asks for autocast (`autocast = true`, the default of the GPU presets); where it
-//! then applies is decided here ([`autocast_for`]): on CUDA always. On CPU, training runs in
-//! bfloat16 where the CPU multiplies it natively (Intel AMX), which trains the S shape 2.8x
-//! faster (BENCHMARKS.md); without AMX bfloat16 is no faster than float32 there. Embedding on CPU
-//! stays float32 by default: bfloat16's rounding cost the quickstart model's CLS read-out 1-1.6
-//! benchmark points, measured, for a 2.4-3.1x faster pass. `TXFM_CPU_AUTOCAST` = `auto` (the
-//! default), `on` (both passes, any CPU) or `off` (neither) decides for CPU passes.
+//! then applies is decided here ([`autocast_for`]): on CUDA always; on CPU only with
+//! `TXFM_CPU_AUTOCAST=on`. On a CPU with AMX bfloat16 trains the S shape 2.8x and embeds 2.4-3.1x
+//! faster (BENCHMARKS.md), but on the quickstart's model it cost the CLS read-out about 3
+//! benchmark points when training and 0.6-1.6 when embedding (measured, docs/experiments.md § 32),
+//! so float32 stays the CPU default and a run that could use AMX says how to opt in.
 
 use std::sync::OnceLock;
 
@@ -51,43 +52,31 @@ impl AutocastDtype {
     }
 }
 
-/// Which pass a forward region belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pass {
-    /// Training steps and their validation.
-    Training,
-    /// Embeddings for users (`txfm embed`) and the read-out's principal axes.
-    Embedding,
-}
-
 /// Whether a CPU region runs under the autocast its config asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CpuAutocast {
-    /// Training where the CPU multiplies bfloat16 natively ([`cpu_has_amx_bf16`]), and only at
-    /// bfloat16; embedding in float32.
-    Auto,
-    /// Always, at the config's type (slow where the CPU emulates it; for checks and comparisons).
-    On,
-    /// Never: float32 on CPU, as before AMX was used.
+    /// Float32 on CPU (the default).
     Off,
+    /// At the config's type, training and embedding (fast on CPUs with AMX, [`cpu_has_amx_bf16`];
+    /// slow where the CPU emulates the type).
+    On,
 }
 
 impl std::str::FromStr for CpuAutocast {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
-            "" | "auto" => Ok(CpuAutocast::Auto),
             "on" | "1" | "true" => Ok(CpuAutocast::On),
-            "off" | "0" | "false" => Ok(CpuAutocast::Off),
-            _ => Err(Error::Invalid(format!("{CPU_AUTOCAST_VAR}={s}: expected auto, on or off"))),
+            "" | "off" | "0" | "false" => Ok(CpuAutocast::Off),
+            _ => Err(Error::Invalid(format!("{CPU_AUTOCAST_VAR}={s}: expected on or off"))),
         }
     }
 }
 
 impl CpuAutocast {
-    /// The policy `TXFM_CPU_AUTOCAST` names (`auto` when unset).
+    /// The policy `TXFM_CPU_AUTOCAST` names (`off` when unset).
     pub fn from_env() -> Result<Self> {
-        std::env::var(CPU_AUTOCAST_VAR).map_or(Ok(CpuAutocast::Auto), |v| v.parse())
+        std::env::var(CPU_AUTOCAST_VAR).map_or(Ok(CpuAutocast::Off), |v| v.parse())
     }
 }
 
@@ -99,18 +88,16 @@ pub fn cpu_has_amx_bf16() -> bool {
     *HAS.get_or_init(|| unsafe { txfm_cpu_has_amx_bf16() })
 }
 
-/// The reduced type of a `pass` on `device` whose config asks for `requested` (`None`: float32):
-/// `requested` on CUDA; on CPU as `TXFM_CPU_AUTOCAST` decides ([`CpuAutocast`]). An unreadable
-/// value of the variable is an error naming it.
-pub fn autocast_for(device: Device, requested: Option<AutocastDtype>, pass: Pass) -> Result<Option<AutocastDtype>> {
-    Ok(decide(device, requested, pass, CpuAutocast::from_env()?, cpu_has_amx_bf16()))
+/// The reduced type of a forward pass on `device` whose config asks for `requested` (`None`:
+/// float32): `requested` on CUDA; on CPU as `TXFM_CPU_AUTOCAST` decides ([`CpuAutocast`]). An
+/// unreadable value of the variable is an error naming it.
+pub fn autocast_for(device: Device, requested: Option<AutocastDtype>) -> Result<Option<AutocastDtype>> {
+    Ok(decide(device, requested, CpuAutocast::from_env()?))
 }
 
-fn decide(device: Device, requested: Option<AutocastDtype>, pass: Pass, cpu: CpuAutocast, amx_bf16: bool) -> Option<AutocastDtype> {
-    match (device, cpu, pass) {
-        (Device::Cpu, CpuAutocast::Off, _) | (Device::Cpu, CpuAutocast::Auto, Pass::Embedding) => None,
-        (Device::Cpu, CpuAutocast::On, _) => requested,
-        (Device::Cpu, CpuAutocast::Auto, Pass::Training) => requested.filter(|&d| d == AutocastDtype::Bf16 && amx_bf16),
+fn decide(device: Device, requested: Option<AutocastDtype>, cpu: CpuAutocast) -> Option<AutocastDtype> {
+    match (device, cpu) {
+        (Device::Cpu, CpuAutocast::Off) => None,
         _ => requested,
     }
 }
@@ -196,35 +183,28 @@ mod tests {
     }
 
     #[test]
-    fn cpu_regions_use_autocast_where_the_policy_and_the_cpu_allow() {
+    fn cpu_regions_use_autocast_only_when_asked() {
         use AutocastDtype::{Bf16, F16};
-        use CpuAutocast::{Auto, Off, On};
-        use Pass::{Embedding, Training};
+        use CpuAutocast::{Off, On};
         let (cpu, cuda) = (Device::Cpu, Device::Cuda(0));
-        // CUDA follows the config whatever the CPU policy and the pass.
-        for (p, pass) in [(Auto, Training), (On, Embedding), (Off, Training), (Auto, Embedding)] {
-            assert_eq!(decide(cuda, Some(Bf16), pass, p, false), Some(Bf16));
-            assert_eq!(decide(cuda, None, pass, p, true), None);
+        // CUDA follows the config whatever the CPU policy.
+        for p in [Off, On] {
+            assert_eq!(decide(cuda, Some(Bf16), p), Some(Bf16));
+            assert_eq!(decide(cuda, None, p), None);
         }
-        // auto: training at bfloat16 only, and only on AMX; embedding in float32.
-        assert_eq!(decide(cpu, Some(Bf16), Training, Auto, true), Some(Bf16));
-        assert_eq!(decide(cpu, Some(Bf16), Training, Auto, false), None);
-        assert_eq!(decide(cpu, Some(F16), Training, Auto, true), None);
-        assert_eq!(decide(cpu, Some(Bf16), Embedding, Auto, true), None);
+        assert_eq!(decide(cpu, Some(Bf16), Off), None);
+        assert_eq!(decide(cpu, Some(F16), On), Some(F16));
         // A config without autocast stays float32 under every policy.
-        for (p, amx) in [(Auto, true), (On, false), (Off, true)] {
-            assert_eq!(decide(cpu, None, Training, p, amx), None);
-            assert_eq!(decide(cpu, None, Embedding, p, amx), None);
-        }
-        assert_eq!(decide(cpu, Some(F16), Embedding, On, false), Some(F16));
-        assert_eq!(decide(cpu, Some(Bf16), Training, Off, true), None);
+        assert_eq!(decide(cpu, None, On), None);
         assert_eq!("OFF".parse::<CpuAutocast>().unwrap(), Off);
-        assert_eq!("".parse::<CpuAutocast>().unwrap(), Auto);
-        let err = "fast".parse::<CpuAutocast>().unwrap_err().to_string();
-        assert!(err.contains("TXFM_CPU_AUTOCAST=fast") && err.contains("auto, on or off"), "{err}");
+        assert_eq!("".parse::<CpuAutocast>().unwrap(), Off);
+        assert_eq!("1".parse::<CpuAutocast>().unwrap(), On);
+        let err = "auto".parse::<CpuAutocast>().unwrap_err().to_string();
+        assert!(err.contains("TXFM_CPU_AUTOCAST=auto") && err.contains("on or off"), "{err}");
     }
 
-    // The capability libtorch reports is the kernel's: the `amx_bf16` flag of /proc/cpuinfo.
+    // libtorch's cpuinfo reads CPUID and the OS-enabled state (XCR0); the kernel lists `amx_bf16`
+    // in /proc/cpuinfo under the same two conditions.
     #[cfg(target_os = "linux")]
     #[test]
     fn amx_detection_agrees_with_the_kernels_cpu_flags() {

@@ -8,7 +8,7 @@ pub mod hooks;
 pub mod pinned;
 pub mod threads;
 
-pub use autocast::{autocast_for, with_autocast, AutocastDtype, CpuAutocast, Pass};
+pub use autocast::{autocast_for, cpu_has_amx_bf16, with_autocast, AutocastDtype, CpuAutocast, CPU_AUTOCAST_VAR};
 pub use pinned::pinned;
 pub use threads::TorchThreads;
 

@@ -16,7 +16,7 @@ use crate::config::OptimizerConfig;
 use super::optim::AdamW;
 use crate::model::{flops, BatchTensors, CountActivation, DecoderConfig, LossKind, ModelConfig, TxFm, num_parameters};
 use crate::runtime::device_memory::{peak_memory, reset_peak_memory};
-use crate::runtime::{autocast_for, with_autocast, AutocastDtype, DeviceSpec, Pass};
+use crate::runtime::{autocast_for, with_autocast, AutocastDtype, DeviceSpec};
 use crate::{Error, Result};
 
 /// What to time: the flags of `bench/torch_reference.py`, with the same defaults.
@@ -43,9 +43,8 @@ pub struct BenchConfig {
     /// core).
     pub threads: Option<i32>,
     pub device: DeviceSpec,
-    /// Reduced type of the forward pass under autocast (`None`: float32); on CPU it applies as in
-    /// training or embedding ([`autocast_for`]: training with AMX, embedding in float32, unless
-    /// `TXFM_CPU_AUTOCAST` says otherwise).
+    /// Reduced type of the forward pass under autocast (`None`: float32); on CPU only with
+    /// `TXFM_CPU_AUTOCAST=on`, as in training and embedding ([`autocast_for`]).
     pub autocast: Option<AutocastDtype>,
     pub seed: u64,
     /// The device's peak dense TFLOP/s at the run's precision; with it the result has an MFU.
@@ -285,8 +284,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchResult> {
     reset_peak_memory(device);
 
     let total = config.warmup + config.steps;
-    let pass = if config.embed { Pass::Embedding } else { Pass::Training };
-    let autocast = autocast_for(device, config.autocast, pass)?;
+    let autocast = autocast_for(device, config.autocast)?;
     let opt_config = OptimizerConfig::default();
     let weight_decay = config.weight_decay.unwrap_or_else(|| 1.0 / (config.lr * total.max(1) as f64));
     let sync = || {

@@ -30,7 +30,8 @@
 //! Initialisation, optimiser and shuffling as [`super::probe`]: seeded, deterministic, on CPU.
 //!
 //! Cost: the decoder has about `dim·h₁ + h₁·h₂ + h₂·h₃ + h₃·n_vars` weights, so with thousands of
-//! genes the default depth is heavy on CPU; `depth` and `epochs` are the knobs.
+//! genes the default depth is heavy on CPU; `depth` and `epochs` are the knobs, and
+//! [`ReconstructConfig::autocast`] (`--inv-bf16`) halves it on CPUs with AMX.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -50,8 +51,8 @@ pub struct ReconstructConfig {
     pub depth: usize,
     pub fit: FitConfig,
     /// The decoder's matmuls under autocast at this type (`None`: float32, the reference's).
-    /// bfloat16 is not Tx-Evaluation's setting: a faster, approximate inv for CPUs with AMX and
-    /// for GPUs, whose difference from float32 BENCHMARKS.md measures.
+    /// bfloat16 is not Tx-Evaluation's setting: a faster, approximate inv (`--inv-bf16`), measured
+    /// on a CPU with AMX in BENCHMARKS.md (not on a GPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autocast: Option<AutocastDtype>,
 }
@@ -355,6 +356,7 @@ mod tests {
         assert!(r.spearman.abs() < 0.15, "{r:?}");
         assert!(r.structural_integrity < 0.55, "{r:?}");
     }
+
     #[test]
     fn a_bfloat16_decoder_reconstructs_close_to_the_float32_one() {
         let (data, split, expr) = linear_world();
