@@ -355,7 +355,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     p.add_argument("--no-autocast", action="store_true", help="on CUDA, run in f32 instead of autocast")
     p.add_argument("--cpu-autocast", action="store_true",
-                   help="on CPU, run under autocast too (txfm does where the CPU has AMX: TXFM_CPU_AUTOCAST)")
+                   help="on CPU, run under autocast too (txfm: TXFM_CPU_AUTOCAST=on)")
     p.add_argument("--autocast-dtype", default="bfloat16", choices=["bfloat16", "float16"],
                    help="reduced type of autocast (CUDA, or CPU with --cpu-autocast)")
     p.add_argument("--seed", type=int, default=0)

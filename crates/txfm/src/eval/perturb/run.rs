@@ -90,7 +90,11 @@ impl PerturbConfig {
         PerturbConfig {
             seeds: vec![0],
             probe: ProbeConfig { fit: FitConfig { epochs: 30, ..ProbeConfig::default().fit } },
-            reconstruct: ReconstructConfig { depth: 1, fit: FitConfig { epochs: 5, warmup_epochs: 1, ..ReconstructConfig::default().fit }, autocast: None },
+            reconstruct: ReconstructConfig {
+                depth: 1,
+                fit: FitConfig { epochs: 5, warmup_epochs: 1, ..ReconstructConfig::default().fit },
+                ..ReconstructConfig::default()
+            },
             ..PerturbConfig::default()
         }
     }
